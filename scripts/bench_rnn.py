@@ -1,0 +1,113 @@
+"""Time HandLSTM against torch.nn.LSTM, side by side in one process.
+
+For each shape it times forward+backward (training) and forward under ``torch.inference_mode``
+(interleaving the two models, after a warmup) and prints the medians, a table and the ratios
+hand/nn. The last line is the forward+backward ratio of the first shape.
+
+    python scripts/bench_rnn.py                 # CPU, B=64, T=100, I=128, H=256
+    python scripts/bench_rnn.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from seqmodels.models import HandLSTM
+
+
+def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
+    def measure(fn: Callable[[], object]) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - start) * 1e3
+
+    return measure
+
+
+def bench_shape(
+    args: argparse.Namespace, num_layers: int, bidirectional: bool
+) -> dict[str, tuple[float, float]]:
+    """Median milliseconds ``{mode: (nn, hand)}`` for one shape."""
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    kwargs = {"num_layers": num_layers, "bidirectional": bidirectional, "device": device}
+    reference = nn.LSTM(args.input, args.hidden, **kwargs)
+    hand = HandLSTM(args.input, args.hidden, **kwargs)
+    hand.load_state_dict(reference.state_dict())
+    x = torch.randn(args.steps, args.batch, args.input, device=device, requires_grad=True)
+    grad_out = torch.randn(
+        args.steps, args.batch, args.hidden * (2 if bidirectional else 1), device=device
+    )
+
+    def train_step(model: nn.Module) -> Callable[[], None]:
+        def step() -> None:
+            out, _ = model(x)
+            out.backward(grad_out)
+
+        return step
+
+    def infer_step(model: nn.Module) -> Callable[[], None]:
+        def step() -> None:
+            with torch.inference_mode():
+                model(x)
+
+        return step
+
+    measure = _timer(device)
+    results = {}
+    for mode, make in (("fwd+bwd", train_step), ("inference", infer_step)):
+        fns = {"nn": make(reference), "hand": make(hand)}
+        times: dict[str, list[float]] = {"nn": [], "hand": []}
+        for _ in range(args.warmup):
+            for fn in fns.values():
+                fn()
+        for _ in range(args.repeats):
+            for name, fn in fns.items():  # interleaved, so drift hits both alike
+                times[name].append(measure(fn))
+        results[mode] = (statistics.median(times["nn"]), statistics.median(times["hand"]))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--input", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args(argv)
+
+    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
+    shapes = [(1, False), (2, True)]
+    rows = []
+    for num_layers, bidirectional in shapes:
+        name = f"B={args.batch},T={args.steps},I={args.input},H={args.hidden},L={num_layers}" + (
+            ",bi" if bidirectional else ""
+        )
+        for mode, (ref_ms, hand_ms) in bench_shape(args, num_layers, bidirectional).items():
+            rows.append((name, mode, ref_ms, hand_ms, hand_ms / ref_ms))
+
+    header = f"{'shape':<34} {'mode':<10} {'nn ms':>9} {'hand ms':>9} {'hand/nn':>8}"
+    print(header)
+    print("-" * len(header))
+    for name, mode, ref_ms, hand_ms, ratio in rows:
+        print(f"{name:<34} {mode:<10} {ref_ms:>9.2f} {hand_ms:>9.2f} {ratio:>8.2f}")
+    print()
+    for name, mode, _, _, ratio in rows[1:] + rows[:1]:  # the first shape's fwd+bwd goes last
+        print(f"ratio {mode} hand/nn ({name}): {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
