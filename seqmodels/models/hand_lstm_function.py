@@ -56,6 +56,13 @@ def _previous(states: Tensor, init: Tensor, steps: Steps, reverse: bool) -> Tens
     return torch.cat(prev)
 
 
+def _tanh(x: Tensor, out: Tensor) -> Tensor:
+    """``tanh(x)`` into ``out``; on CPU as ``2 σ(2x) - 1``, as ATen's CPU tanh is ~5x slower."""
+    if not x.is_cpu:
+        return torch.tanh(x, out=out)
+    return torch.mul(x, 2, out=out).sigmoid_().mul_(2).sub_(1)
+
+
 def lstm_forward(
     x: Tensor,
     h0: Tensor,
@@ -74,7 +81,11 @@ def lstm_forward(
     """
     n_rows, hidden = x.size(0), c0.size(1)
     # z_t = x_t W_ih^T + b for every step in one matmul; h_{t-1} W_hh^T is added per step.
-    z = torch.addmm(bias, x, w_ih.t()) if bias is not None else torch.mm(x, w_ih.t())
+    z = x.new_empty(n_rows, w_ih.size(0))
+    if bias is not None:
+        torch.addmm(bias, x, w_ih.t(), out=z)
+    else:
+        torch.mm(x, w_ih.t(), out=z)
     cells = x.new_empty(n_rows, hidden)
     tanh_cells = x.new_empty(n_rows if for_backward else h0.size(0), hidden)
     out = x.new_empty(n_rows, h0.size(1))
@@ -89,10 +100,10 @@ def lstm_forward(
         i, f, g, o = z_t.chunk(4, 1)
         i.sigmoid_()  # input gate      i_t = σ(W_ii x_t + W_hi h_{t-1} + b_i)
         f.sigmoid_()  # forget gate     f_t = σ(W_if x_t + W_hf h_{t-1} + b_f)
-        g.tanh_()  # cell candidate     g_t = tanh(W_ig x_t + W_hg h_{t-1} + b_g)
+        _tanh(g, out=g)  # cell candidate g_t = tanh(W_ig x_t + W_hg h_{t-1} + b_g)
         o.sigmoid_()  # output gate     o_t = σ(W_io x_t + W_ho h_{t-1} + b_o)
         c = torch.mul(f, c, out=cells[lo:hi]).addcmul_(i, g)  # c_t = f_t c_{t-1} + i_t g_t
-        tanh_c = torch.tanh(c, out=tanh_cells[lo:hi] if for_backward else tanh_cells[: hi - lo])
+        tanh_c = _tanh(c, out=tanh_cells[lo:hi] if for_backward else tanh_cells[: hi - lo])
         h = torch.mul(o, tanh_c, out=hiddens[lo:hi])  # h_t = o_t tanh(c_t)
         if w_hr is not None:
             h = torch.mm(h, w_hr.t(), out=out[lo:hi])  # h_t = W_hr (o_t tanh(c_t))

@@ -1,0 +1,6 @@
+"""Train a model: `python scripts/train.py model=bilstm` (see conf/train.yaml)."""
+
+from seqmodels.train import main
+
+if __name__ == "__main__":
+    main()

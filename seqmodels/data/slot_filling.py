@@ -1,0 +1,143 @@
+"""DataModule for slot filling (+ intent) on the ``seq.in / seq.out / label`` layout."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader
+
+from seqmodels.data.download import ensure_dataset
+from seqmodels.data.slot_files import SPLITS, Utterance, read_split
+from seqmodels.data.vocab import PAD, UNK, Vocab
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Any]
+
+
+def collate(items: list[Batch]) -> Batch:
+    """Pad word and tag ids to the longest utterance; keep gold tag strings for span metrics."""
+    return {
+        "words": pad_sequence([it["words"] for it in items], batch_first=True),
+        "tags": pad_sequence([it["tags"] for it in items], batch_first=True),
+        "lengths": torch.tensor([len(it["words"]) for it in items]),
+        "intents": torch.tensor([it["intent"] for it in items]),
+        "gold_tags": [it["gold_tags"] for it in items],
+        "tokens": [it["tokens"] for it in items],
+    }
+
+
+class SlotFillingDataModule(L.LightningDataModule):
+    """ATIS/SNIPS (or any folder in the same layout) as padded batches.
+
+    Vocabularies come from the train split (words seen ``min_freq`` times; tags and intents
+    with an UNK entry, so labels unseen in train count as errors rather than crash), unless
+    ``vocabs`` (as saved in a checkpoint) are given.
+    """
+
+    kind = "slot_filling"
+
+    def __init__(
+        self,
+        name: str = "atis",
+        path: str | None = None,
+        data_dir: str = "~/.cache/seqmodels",
+        download: bool = True,
+        batch_size: int = 32,
+        eval_batch_size: int = 256,
+        min_freq: int = 1,
+        num_workers: int = 0,
+        vocabs: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError("data.batch_size and data.eval_batch_size must be >= 1")
+        if min_freq < 1:
+            raise ValueError("data.min_freq must be >= 1")
+        self.name, self.path, self.data_dir, self.download = name, path, data_dir, download
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.min_freq, self.num_workers = min_freq, num_workers
+        self.splits: dict[str, list[Utterance]] = {}
+        self.vocabs: dict[str, Vocab] = (
+            {k: Vocab(v, unk=UNK) for k, v in vocabs.items()} if vocabs else {}
+        )
+
+    @property
+    def folder(self) -> Path:
+        if self.path is not None:
+            return Path(self.path).expanduser()
+        return Path(self.data_dir).expanduser() / self.name
+
+    def prepare_data(self) -> None:
+        if self.path is None:
+            ensure_dataset(self.name, self.data_dir, download=self.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        self.splits = {split: read_split(self.folder, split) for split in SPLITS}
+        if not self.vocabs:
+            train = self.splits["train"]
+            self.vocabs = {
+                "words": Vocab.build((u.words for u in train), min_freq=self.min_freq),
+                "tags": Vocab.build((u.tags for u in train), specials=(PAD, UNK)),
+                "intents": Vocab.build(([u.intent] for u in train), specials=(UNK,)),
+            }
+        self._warn_unseen_labels()
+
+    def _warn_unseen_labels(self) -> None:
+        for split in ("valid", "test"):
+            utts = self.splits[split]
+            tags = sorted({t for u in utts for t in u.tags} - set(self.vocabs["tags"].itos))
+            intents = sorted({u.intent for u in utts} - set(self.vocabs["intents"].itos))
+            if tags or intents:
+                log.warning(
+                    "%s/%s has labels never seen in train; they map to %s and count as errors: "
+                    "tags %s, intents %s",
+                    self.folder,
+                    split,
+                    UNK,
+                    tags,
+                    intents,
+                )
+
+    def vocab_kwargs(self) -> dict[str, dict[str, list[str]]]:
+        """Vocabularies as plain lists, the keyword the task module (and this class) takes."""
+        return {"vocabs": {k: list(v.itos) for k, v in self.vocabs.items()}}
+
+    def _items(self, split: str) -> list[Batch]:
+        words, tags, intents = self.vocabs["words"], self.vocabs["tags"], self.vocabs["intents"]
+        return [
+            {
+                "words": torch.tensor(words.encode(u.words)),
+                "tags": torch.tensor(tags.encode(u.tags)),
+                "intent": intents.encode([u.intent])[0],
+                "gold_tags": u.tags,
+                "tokens": u.words,
+            }
+            for u in self.splits[split]
+        ]
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self._items(split),
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            collate_fn=collate,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

@@ -1,0 +1,6 @@
+"""LightningModules, one per task; each drives whichever encoder `model=` picks."""
+
+from seqmodels.tasks.char_lm import CausalEncoderRequired, CharLM
+from seqmodels.tasks.slot_filling import SlotTagger
+
+__all__ = ["CausalEncoderRequired", "CharLM", "SlotTagger"]

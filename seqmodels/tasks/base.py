@@ -1,0 +1,74 @@
+"""What every task shares: optimizer and scheduler from plain config, loss averaging, logging."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics import MeanMetric
+
+from seqmodels.models import RNNEncoder
+
+ENCODER_KEYS = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional", "nonlinearity")
+
+
+def build_encoder(model: dict[str, Any], input_size: int) -> RNNEncoder:
+    """The encoder described by a ``model=`` config (plain dict)."""
+    return RNNEncoder(input_size=input_size, **{k: model[k] for k in ENCODER_KEYS if k in model})
+
+
+def build_embedding(model: dict[str, Any], num_embeddings: int) -> nn.Embedding:
+    dim = model.get("embedding_dim", 0)
+    if dim < 1:
+        raise ValueError(f"model.embedding_dim must be >= 1, got {dim}")
+    return nn.Embedding(num_embeddings, dim, padding_idx=0)
+
+
+class SequenceTask(L.LightningModule):
+    """Base LightningModule: a token-weighted mean loss per stage and config-built optimizers.
+
+    ``optimizer`` and ``scheduler`` are plain dicts with a ``_target_`` (e.g.
+    ``torch.optim.AdamW``); scheduler keys ``monitor``/``interval``/``frequency`` go to Lightning.
+    Hyperparameters stay plain values, so checkpoints load with ``weights_only=True``.
+    """
+
+    monitor: str = "val/loss"
+    mode: str = "min"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.losses = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = instantiate(dict(self.hparams.optimizer), params=self.parameters())
+        scheduler_cfg = dict(self.hparams.get("scheduler") or {})
+        lightning_keys = {
+            k: scheduler_cfg.pop(k)
+            for k in ("monitor", "interval", "frequency")
+            if k in scheduler_cfg
+        }
+        if scheduler_cfg:
+            scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
+        else:  # a constant schedule, so the learning-rate monitor still logs `lr`
+            scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "name": "lr", **lightning_keys},
+        }
+
+    def log_loss(self, stage: str, loss: torch.Tensor, count: int) -> None:
+        """Per-step ``train/loss``; exact token-weighted epoch means for val and test."""
+        if stage == "train":
+            self.log(
+                "train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=count
+            )
+        else:
+            self.losses[stage].update(loss.detach(), weight=count)
+
+    def epoch_loss(self, stage: str) -> torch.Tensor:
+        value = self.losses[stage].compute()
+        self.losses[stage].reset()
+        return value

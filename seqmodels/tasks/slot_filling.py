@@ -1,0 +1,115 @@
+"""Slot filling (BIO tagging) with a joint intent head over any encoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchmetrics.classification import MulticlassAccuracy
+
+from seqmodels.data.vocab import UNK
+from seqmodels.metrics import SpanF1
+from seqmodels.tasks.base import SequenceTask, build_embedding, build_encoder
+
+
+class SlotTagger(SequenceTask):
+    """embedding -> encoder -> linear over tags; max-pooled states -> linear over intents.
+
+    Logs ``<stage>/loss``, span ``f1``/``precision``/``recall`` (conlleval), ``token_acc``
+    and ``intent_acc``. The main metric is ``val/f1``.
+    """
+
+    data_kind = "slot_filling"
+    monitor = "val/f1"
+    mode = "max"
+
+    def __init__(
+        self,
+        vocabs: dict[str, list[str]],
+        model: dict[str, Any],
+        optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
+        intent_loss_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)
+        self.tag_names = list(vocabs["tags"])
+        self.embedding = build_embedding(model, len(vocabs["words"]))
+        self.encoder = build_encoder(model, self.embedding.embedding_dim)
+        self.dropout = nn.Dropout(model.get("dropout", 0.0))
+        self.tag_head = nn.Linear(self.encoder.output_size, len(vocabs["tags"]))
+        self.intent_head = nn.Linear(self.encoder.output_size, len(vocabs["intents"]))
+        self.intent_loss_weight = intent_loss_weight
+        # Never predict padding or the UNK tag (train has neither).
+        blocked = torch.zeros(len(self.tag_names), dtype=torch.bool)
+        blocked[[self.tag_names.index(t) for t in ("<pad>", UNK) if t in self.tag_names]] = True
+        self.register_buffer("blocked_tags", blocked, persistent=False)
+        num_tags, num_intents = len(vocabs["tags"]), len(vocabs["intents"])
+        self.span_f1 = nn.ModuleDict({s: SpanF1() for s in ("val", "test")})
+        self.token_acc = nn.ModuleDict(
+            {
+                s: MulticlassAccuracy(num_tags, average="micro", ignore_index=0)
+                for s in ("val", "test")
+            }
+        )
+        self.intent_acc = nn.ModuleDict(
+            {s: MulticlassAccuracy(num_intents, average="micro") for s in ("val", "test")}
+        )
+
+    def forward(
+        self, words: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tag logits ``[B, T, tags]`` and intent logits ``[B, intents]``."""
+        states = self.encoder(self.dropout(self.embedding(words)), lengths)
+        states = self.dropout(states)
+        mask = (words != 0).unsqueeze(-1)
+        pooled = states.masked_fill(~mask, float("-inf")).amax(dim=1)
+        return self.tag_head(states), self.intent_head(pooled)
+
+    def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
+        tag_logits, intent_logits = self(batch["words"], batch["lengths"])
+        tags = batch["tags"]
+        tag_loss = F.cross_entropy(tag_logits.transpose(1, 2), tags, ignore_index=0)
+        intent_loss = F.cross_entropy(intent_logits, batch["intents"])
+        loss = tag_loss + self.intent_loss_weight * intent_loss
+        self.log_loss(stage, loss, int(batch["lengths"].sum()))
+        if stage != "train":
+            predicted = self.predict_tags(tag_logits)
+            self.token_acc[stage].update(predicted, tags)
+            self.intent_acc[stage].update(intent_logits.argmax(-1), batch["intents"])
+            self.span_f1[stage].update(self.decode(predicted, batch["lengths"]), batch["gold_tags"])
+        return loss
+
+    def predict_tags(self, tag_logits: torch.Tensor) -> torch.Tensor:
+        return tag_logits.masked_fill(self.blocked_tags, float("-inf")).argmax(-1)
+
+    def decode(self, tag_ids: torch.Tensor, lengths: torch.Tensor) -> list[list[str]]:
+        rows = tag_ids.tolist()
+        return [[self.tag_names[i] for i in row[:n]] for row, n in zip(rows, lengths.tolist())]
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def _log_epoch(self, stage: str) -> None:
+        metrics = {f"{stage}/loss": self.epoch_loss(stage)}
+        for name, value in self.span_f1[stage].compute().items():
+            metrics[f"{stage}/{name}"] = value.float()
+        metrics[f"{stage}/token_acc"] = 100 * self.token_acc[stage].compute()
+        metrics[f"{stage}/intent_acc"] = 100 * self.intent_acc[stage].compute()
+        for metric in (self.span_f1, self.token_acc, self.intent_acc):
+            metric[stage].reset()
+        self.log_dict(metrics, prog_bar=stage == "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")

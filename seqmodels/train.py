@@ -1,0 +1,84 @@
+"""The composition root: config in, trained and tested model (and its metrics) out."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seqmodels.config_checks import ConfigError, check_config
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def plain(cfg: Any) -> Any:
+    """A resolved config as plain Python values (what checkpoints may hold)."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def build_module(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+    """The task's LightningModule for ``cfg.model``, with vocabularies from ``datamodule``."""
+    kwargs = plain(cfg.task.module)
+    module_cls = get_class(kwargs.pop("_target_"))
+    if getattr(datamodule, "kind", None) != module_cls.data_kind:
+        raise ConfigError(
+            f"task={cfg.task.name} needs {module_cls.data_kind} data, but data={cfg.data.name} "
+            f"is {getattr(datamodule, 'kind', 'unknown')} data"
+        )
+    return module_cls(model=plain(cfg.model), **datamodule.vocab_kwargs(), **kwargs)
+
+
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate each entry of a group such as ``callbacks`` or ``logger`` (skipping nulls)."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit ``cfg``'s model on ``cfg``'s data, test the best checkpoint, return all metrics."""
+    check_config(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule)
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    loggers = instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    if cfg.get("test") and not trainer.interrupted:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            log.warning("no best checkpoint was saved; testing the current weights")
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
+        log.info("best checkpoint: %s", best or "(none)")
+        log.info("test metrics: %s", {k: round(v, 4) for k, v in metrics.items() if "test/" in k})
+
+    for logger in trainer.loggers:
+        logger.log_hyperparams(
+            plain(cfg),
+            metrics={k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))},
+        )
+        logger.save()
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """``python scripts/train.py [overrides]``; returns the optimized metric for sweepers."""
+    metrics = train(cfg)
+    return metrics.get(cfg.get("optimized_metric"))

@@ -1,0 +1,65 @@
+"""Compose the real Hydra config, shrunk to tiny sizes, for in-process training tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from seqmodels.train import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("SEQMODELS_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def has_data(name: str) -> bool:
+    marker = {"tinyshakespeare": "input.txt"}.get(name, "train/seq.in")
+    return (DATA_DIR / name / marker).is_file()
+
+
+requires_data = pytest.mark.skipif(
+    not all(has_data(n) for n in ("atis", "snips", "tinyshakespeare")),
+    reason=f"datasets not found in {DATA_DIR} (set SEQMODELS_DATA_DIR)",
+)
+
+TINY = [
+    "model.embedding_dim=16",
+    "model.hidden_size=16",
+    "trainer.max_epochs=1",
+    "trainer.accelerator=cpu",
+    "+trainer.limit_train_batches=4",
+    "+trainer.limit_val_batches=2",
+    "+trainer.limit_test_batches=2",
+    "+trainer.enable_progress_bar=false",
+    "callbacks.progress_bar=null",
+    "callbacks.grad_norm.every_n_steps=1",
+    "trainer.log_every_n_steps=1",
+]
+
+
+def make_cfg(output_dir: Path, *overrides: str, tiny: bool = True) -> DictConfig:
+    """The composed ``train`` config with test overrides, writing into ``output_dir``."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="train",
+            overrides=[
+                *(TINY if tiny else []),
+                f"paths.data_dir={DATA_DIR}",
+                f"paths.output_dir={output_dir}",
+                *overrides,
+            ],
+        )
+    with open_dict(cfg):
+        cfg.data.download = False
+    return cfg
+
+
+@pytest.fixture
+def cfg_factory(tmp_path: Path):
+    def factory(*overrides: str, tiny: bool = True) -> DictConfig:
+        return make_cfg(tmp_path, *overrides, tiny=tiny)
+
+    return factory

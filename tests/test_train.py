@@ -1,0 +1,157 @@
+"""End-to-end: every model trains on every task through the real config and `train(cfg)`."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from tb_events import scalar_tags
+
+from conftest import requires_data
+from seqmodels.tasks import CausalEncoderRequired, CharLM, SlotTagger
+from seqmodels.train import train
+
+UNIDIRECTIONAL = ["rnn", "lstm", "gru", "hand_lstm"]
+ALL_MODELS = [*UNIDIRECTIONAL, "bilstm", "hand_bilstm"]
+
+
+@requires_data
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_slot_filling_trains_and_tests(cfg_factory, model: str, tmp_path: Path) -> None:
+    metrics = train(cfg_factory(f"model={model}"))
+    for name in ("loss", "f1", "precision", "recall", "token_acc", "intent_acc"):
+        assert math.isfinite(metrics[f"test/{name}"])
+    assert 0.0 <= metrics["test/f1"] <= 100.0
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+@requires_data
+@pytest.mark.parametrize("model", UNIDIRECTIONAL)
+def test_char_lm_trains_and_tests(cfg_factory, model: str) -> None:
+    metrics = train(cfg_factory("task=char_lm", f"model={model}", "data.block_size=32"))
+    assert metrics["val/bpc"] == pytest.approx(metrics["val/loss"] / math.log(2), rel=1e-5)
+    assert metrics["test/ppl"] == pytest.approx(math.exp(metrics["test/loss"]), rel=1e-4)
+    # 65 characters: an untrained model is near log2(65) = 6.02 bits, a few steps do better.
+    assert metrics["val/bpc"] < 6.2
+
+
+@requires_data
+def test_snips_trains(cfg_factory) -> None:
+    metrics = train(cfg_factory("data=snips", "model=gru"))
+    assert math.isfinite(metrics["test/f1"])
+
+
+@requires_data
+def test_char_lm_on_any_text_file(cfg_factory, tmp_path: Path) -> None:
+    text = tmp_path / "poem.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 200, encoding="utf-8")
+    metrics = train(cfg_factory("task=char_lm", f"data.path={text}", "data.block_size=16"))
+    assert metrics["val/bpc"] < math.log2(30)
+
+
+@requires_data
+@pytest.mark.parametrize(
+    ("task", "overrides"),
+    [
+        ("slot_filling", ["data.batch_size=16"]),
+        ("char_lm", ["data.batch_size=8", "data.block_size=32"]),
+    ],
+)
+def test_overfits_a_small_batch(cfg_factory, task, overrides, tmp_path: Path) -> None:
+    cfg = cfg_factory(
+        f"task={task}",
+        "model=lstm",
+        "model.hidden_size=64",
+        "model.embedding_dim=32",
+        "model.dropout=0.0",
+        "debug=overfit",
+        "trainer.overfit_batches=1",
+        "trainer.max_epochs=60",
+        "task.module.optimizer.lr=0.01",
+        "test=false",
+        *overrides,
+    )
+    train(cfg)
+    losses = scalar_tags(tmp_path / "tensorboard")["train/loss"]
+    assert losses[-1] < 0.1 * losses[0], (losses[0], losses[-1])
+
+
+@requires_data
+def test_tensorboard_holds_the_documented_tags(cfg_factory, tmp_path: Path) -> None:
+    train(cfg_factory("model=lstm", "trainer.max_epochs=2"))
+    tags = scalar_tags(tmp_path / "tensorboard")
+    for tag in (
+        "train/loss",
+        "val/loss",
+        "val/f1",
+        "val/precision",
+        "val/recall",
+        "val/intent_acc",
+        "test/f1",
+        "test/loss",
+        "lr",
+        "grad_norm/total",
+        "grad_norm/encoder.rnn.weight_ih_l0",
+        "grad_norm/embedding.weight",
+    ):
+        assert tag in tags, f"{tag} missing from {sorted(tags)}"
+    assert len(tags["val/f1"]) == 2 + 1  # once per epoch, plus the final value for hparams
+    assert len(tags["train/loss"]) == 8  # once per step
+    assert all(v > 0 for v in tags["grad_norm/total"])
+    hparams = list((tmp_path / "tensorboard").glob("hparams.yaml"))
+    assert hparams, "resolved config not saved as hparams"
+
+
+@requires_data
+def test_char_lm_logs_bpc(cfg_factory, tmp_path: Path) -> None:
+    train(cfg_factory("task=char_lm", "data.block_size=32"))
+    tags = scalar_tags(tmp_path / "tensorboard")
+    assert {"val/bpc", "val/ppl", "val/loss", "test/bpc", "train/loss"} <= set(tags)
+
+
+@requires_data
+@pytest.mark.parametrize("task", ["slot_filling", "char_lm"])
+def test_checkpoint_reloads_with_same_test_metrics(cfg_factory, task, tmp_path: Path) -> None:
+    import lightning as L
+    from hydra.utils import instantiate
+
+    extra = ["data.block_size=32"] if task == "char_lm" else []
+    cfg = cfg_factory(f"task={task}", "model=gru", "trainer.max_epochs=2", *extra)
+    metrics = train(cfg)
+    (best,) = (tmp_path / "checkpoints").glob("epoch_*.ckpt")
+    checkpoint = torch.load(best, weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    module_cls = SlotTagger if task == "slot_filling" else CharLM
+    module = module_cls(**hparams)
+    module.load_state_dict(checkpoint["state_dict"])
+    vocab_key = "vocabs" if task == "slot_filling" else "vocab"
+    datamodule = instantiate(cfg.data, **{vocab_key: hparams[vocab_key]})
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, limit_test_batches=2, enable_progress_bar=False
+    )
+    (reloaded,) = trainer.test(module, datamodule=datamodule)
+    for name, value in reloaded.items():
+        assert value == pytest.approx(metrics[name], rel=1e-5), name
+
+
+def test_unknown_model_lists_the_options(cfg_factory) -> None:
+    with pytest.raises(ConfigCompositionException) as err:
+        cfg_factory("model=foo")
+    message = str(err.value)
+    assert "model" in message and "foo" in message
+
+
+def test_bidirectional_char_lm_is_refused(cfg_factory, tmp_path: Path) -> None:
+    with pytest.raises(CausalEncoderRequired, match="bidirectional"):
+        train(cfg_factory("task=char_lm", "model=bilstm"))
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@requires_data
+def test_same_seed_same_metrics(cfg_factory) -> None:
+    first = train(cfg_factory("model=gru", "seed=0", "callbacks.model_checkpoint=null"))
+    second = train(cfg_factory("model=gru", "seed=0", "callbacks.model_checkpoint=null"))
+    assert first == second
