@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import requires_data
 from hydra.errors import ConfigCompositionException
 from tb_events import scalar_tags
 
-from conftest import requires_data
 from seqmodels.tasks import CausalEncoderRequired, CharLM, SlotTagger
 from seqmodels.train import train
 
