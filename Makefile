@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --upgrade -c constraints.txt -e '.[dev,sweeps]'
 	touch $@
 
 train: setup
