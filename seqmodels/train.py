@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,14 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.config_checks import ConfigError, check_config
+from seqmodels.errors import errors_reported
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+# Run folders (conf/hydra/default.yaml) end in the process id: two runs started in the same
+# microsecond on one machine still get folders of their own.
+OmegaConf.register_new_resolver("seqmodels.pid", os.getpid, replace=True)
 
 
 def plain(cfg: Any) -> Any:
@@ -79,6 +84,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """``python scripts/train.py [overrides]``; returns the optimized metric for sweepers."""
-    metrics = train(cfg)
+    """``python scripts/train.py [overrides]``; returns the optimized metric for sweepers.
+
+    Expected errors (:class:`seqmodels.errors.UserError`) print their message and exit 1.
+    """
+    with errors_reported(log):
+        metrics = train(cfg)
     return metrics.get(cfg.get("optimized_metric"))

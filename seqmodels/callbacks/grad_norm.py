@@ -6,6 +6,8 @@ import lightning as L
 from lightning.pytorch.utilities import grad_norm
 from torch.optim import Optimizer
 
+from seqmodels.errors import ConfigError
+
 
 class GradNormLogger(L.Callback):
     """Every ``every_n_steps`` optimizer steps, log the 2-norm of each gradient and their total.
@@ -16,7 +18,9 @@ class GradNormLogger(L.Callback):
 
     def __init__(self, every_n_steps: int = 50, norm_type: float = 2.0, per_parameter: bool = True):
         if every_n_steps < 1:
-            raise ValueError(f"callbacks.grad_norm.every_n_steps must be >= 1, got {every_n_steps}")
+            raise ConfigError(
+                f"callbacks.grad_norm.every_n_steps must be >= 1, got {every_n_steps}"
+            )
         self.every_n_steps, self.norm_type, self.per_parameter = (
             every_n_steps,
             norm_type,

@@ -9,8 +9,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from seqmodels.data.download import DatasetError, ensure_dataset
+from seqmodels.data.resumable import ResumableDataLoader
 from seqmodels.data.text_files import read_text
 from seqmodels.data.vocab import Vocab
+from seqmodels.errors import ConfigError
 
 
 class Windows(Dataset):
@@ -54,11 +56,11 @@ class CharLMDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if block_size < 1:
-            raise ValueError("data.block_size must be >= 1")
+            raise ConfigError("data.block_size must be >= 1")
         if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError("data.batch_size and data.eval_batch_size must be >= 1")
+            raise ConfigError("data.batch_size and data.eval_batch_size must be >= 1")
         if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+            raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
         self.name, self.path, self.data_dir, self.download = name, path, data_dir, download
         self.block_size, self.batch_size, self.eval_batch_size = (
             block_size,
@@ -83,7 +85,11 @@ class CharLMDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_ids is not None:
             return
-        text = read_text(self.file)
+        text = read_text(
+            self.file,
+            hint="set data.path= to a UTF-8 text file, or SEQMODELS_DATA_DIR (paths.data_dir=) "
+            f"to a folder holding {self.name}/input.txt",
+        )
         if self.vocab is None:
             self.vocab = Vocab(sorted(set(text)), unk=None)
         unknown = sorted(set(text) - set(self.vocab.itos))
@@ -105,7 +111,8 @@ class CharLMDataModule(L.LightningDataModule):
         return {"vocab": list(self.vocab.itos)}
 
     def _loader(self, ids: torch.Tensor, shuffle: bool) -> DataLoader:
-        return DataLoader(
+        # The training loader can resume mid-epoch (see seqmodels.data.resumable).
+        return (ResumableDataLoader if shuffle else DataLoader)(
             Windows(ids, self.block_size),
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,

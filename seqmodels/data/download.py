@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -10,13 +11,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqmodels.errors import DatasetError
+
+__all__ = ["DATASETS", "DatasetError", "RemoteFile", "download_file", "ensure_dataset"]
+
 _SLU_COMMIT = "61f0307c729b1fad479ef1de94aa5ac5dee601b0"
 _SLU_URL = f"https://raw.githubusercontent.com/MiuLab/SlotGated-SLU/{_SLU_COMMIT}/data"
 _CHAR_RNN_COMMIT = "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e"
-
-
-class DatasetError(RuntimeError):
-    """A dataset file is missing, unreadable, or malformed; the message says which and why."""
 
 
 @dataclass(frozen=True)
@@ -86,18 +87,31 @@ def download_file(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> P
     The file only appears at ``dest`` once its sha256 matches, so the cache never holds
     a partial or wrong file.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as err:
+        raise DatasetError(
+            f"cannot write the download of {url} into {dest.parent} ({err}); point "
+            "SEQMODELS_DATA_DIR (or paths.data_dir=) at a writable folder"
+        ) from err
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
+                    received = 0
                     for block in iter(lambda: response.read(1 << 16), b""):
                         digest.update(block)
                         out.write(block)
-            except (urllib.error.URLError, OSError) as err:
+                        received += len(block)
+                    if response.length:  # bytes the server announced but never sent
+                        raise OSError(
+                            f"connection closed after {received} bytes, "
+                            f"{response.length} more expected"
+                        )
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
                 raise DatasetError(
                     f"could not download {url} ({err}); expected sha256 {sha256}. "
                     f"Without network, put the file at {dest} or point SEQMODELS_DATA_DIR "

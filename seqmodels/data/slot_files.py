@@ -6,9 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqmodels.data.download import DatasetError
-from seqmodels.data.text_files import read_text
+from seqmodels.data.text_files import read_lines
 
 SPLITS = ("train", "valid", "test")
+FILES = ("seq.in", "seq.out", "label")
+LAYOUT = (
+    "a slot-filling folder holds train/, valid/ and test/, each with seq.in (words), seq.out "
+    "(one BIO tag per word) and label (one intent per line); point data.path= at such a "
+    "folder, or SEQMODELS_DATA_DIR (paths.data_dir=) at a folder holding atis/ and snips/"
+)
 
 
 @dataclass
@@ -16,10 +22,6 @@ class Utterance:
     words: list[str]
     tags: list[str]
     intent: str
-
-
-def read_lines(path: Path) -> list[str]:
-    return read_text(path).splitlines()
 
 
 def check_bio(tag: str, path: Path, line_no: int) -> None:
@@ -35,19 +37,20 @@ def check_bio(tag: str, path: Path, line_no: int) -> None:
 
 def read_split(folder: Path, split: str) -> list[Utterance]:
     """Read one split; every line's token counts are checked against each other."""
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} does not exist or is not a folder; {LAYOUT}")
     split_dir = folder / split
     if not split_dir.is_dir():
-        raise DatasetError(
-            f"{split_dir} does not exist; expected {split}/seq.in, seq.out and label under "
-            f"{folder} (set data.path= or SEQMODELS_DATA_DIR to a folder that holds them)"
-        )
-    words_path, tags_path, labels_path = (split_dir / n for n in ("seq.in", "seq.out", "label"))
-    words, tags, labels = (read_lines(p) for p in (words_path, tags_path, labels_path))
-    if not (len(words) == len(tags) == len(labels)):
-        raise DatasetError(
-            f"{split_dir}: line counts differ: seq.in has {len(words)}, seq.out {len(tags)}, "
-            f"label {len(labels)}"
-        )
+        raise DatasetError(f"{split_dir} does not exist; {LAYOUT}")
+    words_path, tags_path, labels_path = (split_dir / n for n in FILES)
+    words, tags, labels = (read_lines(p, LAYOUT) for p in (words_path, tags_path, labels_path))
+    for path, lines in ((tags_path, tags), (labels_path, labels)):
+        if len(lines) != len(words):
+            problem = "missing" if len(lines) < len(words) else "extra line"
+            raise DatasetError(
+                f"{path}:{min(len(lines), len(words)) + 1}: {problem}: {path.name} has "
+                f"{len(lines)} lines, {words_path} has {len(words)} (one line per utterance)"
+            )
     utterances = []
     for i, (w_line, t_line, label) in enumerate(zip(words, tags, labels), start=1):
         w, t = w_line.split(), t_line.split()

@@ -12,8 +12,10 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
 from seqmodels.data.download import ensure_dataset
+from seqmodels.data.resumable import ResumableDataLoader
 from seqmodels.data.slot_files import SPLITS, Utterance, read_split
 from seqmodels.data.vocab import PAD, UNK, Vocab
+from seqmodels.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,9 @@ class SlotFillingDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError("data.batch_size and data.eval_batch_size must be >= 1")
+            raise ConfigError("data.batch_size and data.eval_batch_size must be >= 1")
         if min_freq < 1:
-            raise ValueError("data.min_freq must be >= 1")
+            raise ConfigError("data.min_freq must be >= 1")
         self.name, self.path, self.data_dir, self.download = name, path, data_dir, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.min_freq, self.num_workers = min_freq, num_workers
@@ -91,20 +93,23 @@ class SlotFillingDataModule(L.LightningDataModule):
         self._warn_unseen_labels()
 
     def _warn_unseen_labels(self) -> None:
+        """One warning listing the valid/test tags and intents that train never has."""
+        unseen = []
         for split in ("valid", "test"):
             utts = self.splits[split]
-            tags = sorted({t for u in utts for t in u.tags} - set(self.vocabs["tags"].itos))
-            intents = sorted({u.intent for u in utts} - set(self.vocabs["intents"].itos))
-            if tags or intents:
-                log.warning(
-                    "%s/%s has labels never seen in train; they map to %s and count as errors: "
-                    "tags %s, intents %s",
-                    self.folder,
-                    split,
-                    UNK,
-                    tags,
-                    intents,
-                )
+            for kind, labels in (
+                ("tags", {t for u in utts for t in u.tags}),
+                ("intents", {u.intent for u in utts}),
+            ):
+                if missing := sorted(labels - set(self.vocabs[kind].itos)):
+                    unseen.append(f"{split} {kind} {missing}")
+        if unseen:
+            log.warning(
+                "%s: labels never seen in train map to %s and count as errors: %s",
+                self.folder,
+                UNK,
+                "; ".join(unseen),
+            )
 
     def vocab_kwargs(self) -> dict[str, dict[str, list[str]]]:
         """Vocabularies as plain lists, the keyword the task module (and this class) takes."""
@@ -124,7 +129,8 @@ class SlotFillingDataModule(L.LightningDataModule):
         ]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(
+        # The training loader can resume mid-epoch (see seqmodels.data.resumable).
+        return (ResumableDataLoader if shuffle else DataLoader)(
             self._items(split),
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,

@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from torch import nn
 from torchmetrics import MeanMetric
 
+from seqmodels.errors import ConfigError
 from seqmodels.models import RNNEncoder
 
 ENCODER_KEYS = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional", "nonlinearity")
@@ -23,7 +24,7 @@ def build_encoder(model: dict[str, Any], input_size: int) -> RNNEncoder:
 def build_embedding(model: dict[str, Any], num_embeddings: int) -> nn.Embedding:
     dim = model.get("embedding_dim", 0)
     if dim < 1:
-        raise ValueError(f"model.embedding_dim must be >= 1, got {dim}")
+        raise ConfigError(f"model.embedding_dim must be >= 1, got {dim}")
     return nn.Embedding(num_embeddings, dim, padding_idx=0)
 
 

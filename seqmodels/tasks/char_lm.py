@@ -9,10 +9,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from seqmodels.errors import ConfigError
 from seqmodels.tasks.base import SequenceTask, build_embedding, build_encoder
 
 
-class CausalEncoderRequired(ValueError):
+class CausalEncoderRequired(ConfigError):
     """A bidirectional encoder was asked to drive a causal language model."""
 
 

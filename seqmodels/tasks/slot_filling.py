@@ -42,10 +42,12 @@ class SlotTagger(SequenceTask):
         self.tag_head = nn.Linear(self.encoder.output_size, len(vocabs["tags"]))
         self.intent_head = nn.Linear(self.encoder.output_size, len(vocabs["intents"]))
         self.intent_loss_weight = intent_loss_weight
-        # Never predict padding or the UNK tag (train has neither).
+        # Never predict padding or UNK (train has neither), so unseen gold labels count as errors.
         blocked = torch.zeros(len(self.tag_names), dtype=torch.bool)
         blocked[[self.tag_names.index(t) for t in ("<pad>", UNK) if t in self.tag_names]] = True
         self.register_buffer("blocked_tags", blocked, persistent=False)
+        blocked_intents = torch.tensor([name == UNK for name in vocabs["intents"]])
+        self.register_buffer("blocked_intents", blocked_intents, persistent=False)
         num_tags, num_intents = len(vocabs["tags"]), len(vocabs["intents"])
         self.span_f1 = nn.ModuleDict({s: SpanF1() for s in ("val", "test")})
         self.token_acc = nn.ModuleDict(
@@ -78,12 +80,15 @@ class SlotTagger(SequenceTask):
         if stage != "train":
             predicted = self.predict_tags(tag_logits)
             self.token_acc[stage].update(predicted, tags)
-            self.intent_acc[stage].update(intent_logits.argmax(-1), batch["intents"])
+            self.intent_acc[stage].update(self.predict_intents(intent_logits), batch["intents"])
             self.span_f1[stage].update(self.decode(predicted, batch["lengths"]), batch["gold_tags"])
         return loss
 
     def predict_tags(self, tag_logits: torch.Tensor) -> torch.Tensor:
         return tag_logits.masked_fill(self.blocked_tags, float("-inf")).argmax(-1)
+
+    def predict_intents(self, intent_logits: torch.Tensor) -> torch.Tensor:
+        return intent_logits.masked_fill(self.blocked_intents, float("-inf")).argmax(-1)
 
     def decode(self, tag_ids: torch.Tensor, lengths: torch.Tensor) -> list[list[str]]:
         rows = tag_ids.tolist()
