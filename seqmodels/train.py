@@ -9,6 +9,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -50,6 +51,8 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg``'s model on ``cfg``'s data, test the best checkpoint, return all metrics."""
     check_config(cfg)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(cfg.num_threads)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 
