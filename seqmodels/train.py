@@ -11,6 +11,8 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.config_checks import ConfigError, check_config
@@ -62,6 +64,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     module = build_module(cfg, datamodule)
     callbacks = instantiate_all(cfg.get("callbacks"))
     loggers = instantiate_all(cfg.get("logger"))
+    if not loggers:  # nothing to log the learning rate to (Lightning refuses the monitor then)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -76,13 +80,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("best checkpoint: %s", best or "(none)")
         log.info("test metrics: %s", {k: round(v, 4) for k, v in metrics.items() if "test/" in k})
 
-    for logger in trainer.loggers:
-        logger.log_hyperparams(
-            plain(cfg),
-            metrics={k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))},
-        )
-        logger.save()
+    log_config_with_metrics(trainer, plain(cfg), metrics)
     return metrics
+
+
+def log_config_with_metrics(trainer: L.Trainer, config: dict, metrics: dict[str, float]) -> None:
+    """The resolved config as hparams; TensorBoard also gets the final metrics beside it."""
+    final = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(config, metrics=final)
+        else:
+            logger.log_hyperparams(config)
+        logger.save()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")

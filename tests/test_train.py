@@ -155,3 +155,13 @@ def test_same_seed_same_metrics(cfg_factory) -> None:
     first = train(cfg_factory("model=gru", "seed=0", "callbacks.model_checkpoint=null"))
     second = train(cfg_factory("model=gru", "seed=0", "callbacks.model_checkpoint=null"))
     assert first == second
+
+
+@requires_data
+def test_csv_and_no_logger(cfg_factory, tmp_path: Path) -> None:
+    train(cfg_factory("model=gru", "logger=csv"))
+    assert list((tmp_path / "csv").glob("metrics.csv"))
+    metrics = train(
+        cfg_factory("model=gru", "logger=none", "paths.output_dir=" + str(tmp_path / "b"))
+    )
+    assert math.isfinite(metrics["test/f1"])
