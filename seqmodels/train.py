@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from seqmodels.callbacks import SaveRunConfig
 from seqmodels.config_checks import ConfigError, check_config
 from seqmodels.errors import errors_reported
 
@@ -50,6 +51,22 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
 
 
+def warn_if_resuming_elsewhere(cfg: DictConfig) -> None:
+    """Resuming into a new run folder starts a new TensorBoard run; say how to continue the old."""
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
+        return
+    run_dir = Path(ckpt_path).expanduser().resolve().parent.parent
+    if run_dir != Path(cfg.paths.output_dir).expanduser().resolve():
+        log.warning(
+            "resuming from %s in a new run folder %s: TensorBoard shows a new run. To continue "
+            "the same run, pass hydra.run.dir=%s ckpt_path=last",
+            ckpt_path,
+            cfg.paths.output_dir,
+            run_dir,
+        )
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg``'s model on ``cfg``'s data, test the best checkpoint, return all metrics."""
     check_config(cfg)
@@ -62,12 +79,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
-    callbacks = instantiate_all(cfg.get("callbacks"))
+    # Every checkpoint carries the resolved config, so scripts/eval.py needs only the file.
+    callbacks = [*instantiate_all(cfg.get("callbacks")), SaveRunConfig(plain(cfg))]
     loggers = instantiate_all(cfg.get("logger"))
     if not loggers:  # nothing to log the learning rate to (Lightning refuses the monitor then)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
+    warn_if_resuming_elsewhere(cfg)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 

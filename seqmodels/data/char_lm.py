@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from seqmodels.data.download import DatasetError, ensure_dataset
 from seqmodels.data.resumable import ResumableDataLoader
+from seqmodels.data.sampling import eval_sampler
 from seqmodels.data.text_files import read_text
 from seqmodels.data.vocab import Vocab
 from seqmodels.errors import ConfigError
@@ -111,11 +112,13 @@ class CharLMDataModule(L.LightningDataModule):
         return {"vocab": list(self.vocab.itos)}
 
     def _loader(self, ids: torch.Tensor, shuffle: bool) -> DataLoader:
+        dataset = Windows(ids, self.block_size)
         # The training loader can resume mid-epoch (see seqmodels.data.resumable).
         return (ResumableDataLoader if shuffle else DataLoader)(
-            Windows(ids, self.block_size),
+            dataset,
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else eval_sampler(dataset),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

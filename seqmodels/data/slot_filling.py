@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 
 from seqmodels.data.download import ensure_dataset
 from seqmodels.data.resumable import ResumableDataLoader
+from seqmodels.data.sampling import eval_sampler
 from seqmodels.data.slot_files import SPLITS, Utterance, read_split
 from seqmodels.data.vocab import PAD, UNK, Vocab
 from seqmodels.errors import ConfigError
@@ -129,11 +130,13 @@ class SlotFillingDataModule(L.LightningDataModule):
         ]
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self._items(split)
         # The training loader can resume mid-epoch (see seqmodels.data.resumable).
         return (ResumableDataLoader if shuffle else DataLoader)(
-            self._items(split),
+            dataset,
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else eval_sampler(dataset),
             collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

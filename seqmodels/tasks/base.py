@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 from torchmetrics import MeanMetric
 
 from seqmodels.errors import ConfigError
 from seqmodels.models import RNNEncoder
+
+# Epoch-level val/test values come from torchmetrics objects, whose compute() already reduces
+# their states over DDP processes; Lightning cannot tell and suggests sync_dist=True for each.
+warnings.filterwarnings(
+    "ignore", message=r".*self\.log\('(val|test)/.*sync_dist=True", category=PossibleUserWarning
+)
 
 ENCODER_KEYS = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional", "nonlinearity")
 

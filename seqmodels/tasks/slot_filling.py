@@ -97,6 +97,15 @@ class SlotTagger(SequenceTask):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, list[str]]]:
+        """Per utterance: its ``tokens``, ``gold`` tags and ``predicted`` tags (for conlleval)."""
+        tag_logits, _ = self(batch["words"], batch["lengths"])
+        predicted = self.decode(self.predict_tags(tag_logits), batch["lengths"])
+        return [
+            {"tokens": tokens, "gold": gold, "predicted": pred}
+            for tokens, gold, pred in zip(batch["tokens"], batch["gold_tags"], predicted)
+        ]
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         self._step(batch, "val")
 

@@ -1,0 +1,116 @@
+"""Test a checkpoint with nothing else given: ``python scripts/eval.py ckpt_path=...``.
+
+Everything needed comes from the checkpoint: the task module's class and data config from its
+``config`` (written by :class:`seqmodels.callbacks.SaveRunConfig`), the model config and the
+vocabularies from its ``hyper_parameters``. It is read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seqmodels.errors import CheckpointError, ConfigError, errors_reported
+from seqmodels.train import CONFIG_DIR, plain
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("test", "val")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` as plain values; refuses one not written by ``train()``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({err})") from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(
+            f"{path} holds a {type(checkpoint).__name__}, not a checkpoint written by seqmodels' "
+            "train()"
+        )
+    missing = [k for k in ("config", "hyper_parameters", "state_dict") if k not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"{path} has no {', '.join(missing)}: it was not written by seqmodels' train() "
+            "(checkpoints hold their run's config since scale-out support)"
+        )
+    return checkpoint
+
+
+def vocab_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The vocabularies in a task's hyperparameters, under the keyword its DataModule takes."""
+    return {k: hparams[k] for k in ("vocab", "vocabs") if k in hparams}
+
+
+def write_conll(path: Path, utterances: list[dict[str, list[str]]]) -> None:
+    """One ``token gold predicted`` line per token, a blank line after each sentence."""
+    with open(path, "w", encoding="utf-8") as f:
+        for utt in utterances:
+            for token, gold, pred in zip(utt["tokens"], utt["gold"], utt["predicted"]):
+                f.write(f"{token} {gold} {pred}\n")
+            f.write("\n")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test ``cfg.ckpt_path`` on ``cfg.split``; write metrics.json (+ predictions.conll)."""
+    if cfg.split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
+    checkpoint = read_checkpoint(cfg.ckpt_path)
+    run_cfg = checkpoint["config"]
+    module_cls = get_class(run_cfg["task"]["module"]["_target_"])
+    module: L.LightningModule = module_cls.load_from_checkpoint(
+        cfg.ckpt_path, map_location="cpu", weights_only=True
+    )
+    data_cfg = OmegaConf.merge(run_cfg["data"], plain(cfg.get("data")) or {})
+    datamodule: L.LightningDataModule = instantiate(
+        data_cfg, **vocab_kwargs(checkpoint["hyper_parameters"])
+    )
+    datamodule.prepare_data()
+    datamodule.setup("test")
+
+    trainer: L.Trainer = instantiate(cfg.trainer)
+    if cfg.split == "test":
+        (results,) = trainer.test(module, datamodule=datamodule)
+        loader = datamodule.test_dataloader()
+    else:
+        (results,) = trainer.validate(module, datamodule=datamodule)
+        loader = datamodule.val_dataloader()
+    metrics = {k: float(v) for k, v in results.items()}
+
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(module, "data_kind", None) == "slot_filling":
+        batches = trainer.predict(module, dataloaders=loader)
+        write_conll(out_dir / "predictions.conll", [utt for batch in batches for utt in batch])
+    report = {
+        "ckpt_path": str(Path(cfg.ckpt_path).expanduser().resolve()),
+        "split": cfg.split,
+        "task": run_cfg["task"]["name"],
+        "data": run_cfg["data"]["name"],
+        "model": run_cfg["model"].get("name"),
+        "metrics": metrics,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    log.info("%s metrics of %s: %s", cfg.split, cfg.ckpt_path, json.dumps(metrics))
+    log.info("wrote %s", out_dir / "metrics.json")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    """``python scripts/eval.py ckpt_path=<checkpoint> [split=val]``."""
+    with errors_reported(log):
+        evaluate(cfg)

@@ -1,0 +1,292 @@
+"""Scale-out: sweeps and launchers, experiments, DDP, mixed precision, exact resume."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from conftest import DATA_DIR, REPO, TINY, make_cfg, requires_data
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from lightning.pytorch.strategies import DDPStrategy
+from tb_events import scalar_tags
+
+from seqmodels.evaluate import evaluate
+from seqmodels.train import CONFIG_DIR, train, warn_if_resuming_elsewhere
+
+SWEEP_PLUGINS = ("optuna_sweeper", "joblib_launcher", "submitit_launcher")
+
+requires_sweeps = pytest.mark.skipif(
+    not all(importlib.util.find_spec(f"hydra_plugins.hydra_{name}") for name in SWEEP_PLUGINS),
+    reason="the sweeps extra is not installed (pip install -e '.[sweeps]')",
+)
+
+# The CLI runs below use TINY without the hidden size, which some of them sweep.
+TINY_CLI = [o for o in TINY if not o.startswith("model.hidden_size")]
+
+
+def run_train_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python scripts/train.py ARGS`` in ``cwd``, reading the test datasets."""
+    env = {**os.environ, "SEQMODELS_DATA_DIR": str(DATA_DIR), "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def job_dirs(sweep: Path) -> list[Path]:
+    return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()), key=str)
+
+
+def mtime(path: Path) -> float:
+    return path.stat().st_mtime
+
+
+def assert_complete_job(job: Path) -> None:
+    """A job folder with its own config, TensorBoard run and checkpoints."""
+    assert (job / ".hydra" / "config.yaml").is_file(), job
+    assert "test/f1" in scalar_tags(job / "tensorboard") or "test/bpc" in scalar_tags(
+        job / "tensorboard"
+    )
+    assert (job / "checkpoints" / "last.ckpt").is_file(), job
+
+
+# --- experiments ----------------------------------------------------------------------------
+
+EXPERIMENTS = {
+    "atis_bilstm": ("slot_filling", "atis", "bilstm"),
+    "snips_bilstm": ("slot_filling", "snips", "bilstm"),
+    "shakespeare_lstm": ("char_lm", "tinyshakespeare", "lstm"),
+}
+
+
+def test_every_experiment_is_listed_here() -> None:
+    found = {p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml")}
+    assert found == set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_experiment_composes_a_complete_setup(name: str, tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, f"experiment={name}", tiny=False)
+    task, data, model = EXPERIMENTS[name]
+    assert (cfg.task.name, cfg.data.name, cfg.model.name) == (task, data, model)
+    assert cfg.optimized_metric == {"slot_filling": "val/f1", "char_lm": "val/bpc"}[task]
+
+
+@requires_data
+def test_experiment_trains(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, "experiment=shakespeare_lstm", "data.block_size=32")
+    metrics = train(cfg)
+    assert cfg.model.num_layers == 2 and math.isfinite(metrics["test/bpc"])
+
+
+# --- sweeps and launchers (one subprocess multirun each) --------------------------------------
+
+
+@requires_data
+def test_failing_job_is_reported_with_its_overrides(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_train_cli(
+        "-m", "model.hidden_size=16,0", *TINY_CLI, f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    assert result.returncode != 0
+    assert "Error executing job with overrides: ['model.hidden_size=0'" in result.stderr
+    assert "model.hidden_size must be a positive integer" in result.stderr
+    good, bad = job_dirs(sweep)
+    assert_complete_job(good)  # the other job still ran to the end, in its own folder
+    assert not (bad / "checkpoints").exists()
+
+
+@requires_data
+@requires_sweeps
+def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_train_cli(
+        "hparams_search=atis_optuna",
+        "hydra.sweeper.n_trials=2",
+        "model.hidden_size=choice(8, 16)",  # the command line narrows the search space
+        *TINY_CLI,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_dirs(sweep)
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job in jobs:
+        assert_complete_job(job)
+        overrides = (job / ".hydra" / "overrides.yaml").read_text()
+        assert "task.module.optimizer.lr=" in overrides and "model.dropout=" in overrides
+    results = (sweep / "optimization_results.yaml").read_text()
+    assert "best_params" in results and "model.hidden_size" in results
+    best = float(results.split("best_value:")[1].split()[0])
+    assert 0.0 <= best <= 100.0
+
+
+@requires_data
+@requires_sweeps
+def test_joblib_launcher_runs_jobs_in_parallel(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_train_cli(
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "model=rnn,gru",
+        *TINY_CLI,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_dirs(sweep)
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job in jobs:
+        assert_complete_job(job)
+    # Each job's config is written when it starts, its last checkpoint when it ends.
+    (s0, e0), (s1, e1) = (
+        (mtime(j / ".hydra" / "config.yaml"), mtime(j / "checkpoints" / "last.ckpt")) for j in jobs
+    )
+    assert s1 < e0 and s0 < e1, "the two jobs did not overlap in time"
+
+
+@requires_data
+@requires_sweeps
+def test_submitit_local_launcher_runs_the_slurm_code_path(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_train_cli(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10",
+        "model=rnn,gru",
+        *TINY_CLI,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = job_dirs(sweep)
+    assert [j.name for j in jobs] == ["0", "1"]
+    for job in jobs:
+        assert_complete_job(job)
+    assert any((sweep / ".submitit").rglob("*_result.pkl")), "submitit wrote no job results"
+
+
+# --- DDP --------------------------------------------------------------------------------------
+
+
+def test_ddp_trainer_config(tmp_path: Path) -> None:
+    cfg = make_cfg(tmp_path, "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2")
+    strategy = instantiate(cfg.trainer.strategy)
+    assert isinstance(strategy, DDPStrategy)
+    assert (cfg.trainer.devices, cfg.trainer.num_nodes) == (4, 2)
+
+
+@requires_data
+def test_ddp_on_cpu_one_run_dir_and_metrics_over_the_whole_val_set(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = run_train_cli(
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        *TINY_CLI,
+        "model.hidden_size=16",
+        "trainer.limit_val_batches=1.0",  # the whole val split: 500 utterances, 250 per process
+        "data.eval_batch_size=64",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Exactly one output folder (the child process reused the parent's) and one TensorBoard run.
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert [p.name for p in (run_dir / "tensorboard").iterdir() if p.is_dir()] == []
+    logged = scalar_tags(run_dir / "tensorboard")
+    assert len(logged["train/loss"]) == 4  # steps of one process, logged once
+    ddp_f1, ddp_loss = logged["val/f1"][0], logged["val/loss"][0]
+
+    # One process evaluating the same weights on the whole val split gets the same numbers:
+    # the span counts of the two processes were summed, not averaged or padded.
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(
+            config_name="eval",
+            overrides=[
+                f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}",
+                "split=val",
+                f"paths.output_dir={tmp_path / 'eval'}",
+                f"data.data_dir={DATA_DIR}",
+                "trainer.accelerator=cpu",
+                "+trainer.enable_progress_bar=false",
+            ],
+        )
+    single = evaluate(cfg)
+    assert single["val/f1"] == pytest.approx(ddp_f1, abs=1e-4)
+    assert single["val/loss"] == pytest.approx(ddp_loss, rel=1e-4)  # float32 sums, other order
+
+
+# --- mixed precision --------------------------------------------------------------------------
+
+
+class HeadDtypeProbe(L.Callback):
+    """Records the dtype of the slot tagger's tag-head outputs (instantiated from config)."""
+
+    seen: set[torch.dtype] = set()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pl_module.tag_head.register_forward_hook(
+            lambda module, args, out: HeadDtypeProbe.seen.add(out.dtype)
+        )
+
+
+@requires_data
+def test_bf16_mixed_trains_on_cpu(cfg_factory) -> None:
+    HeadDtypeProbe.seen = set()
+    metrics = train(
+        cfg_factory(
+            "trainer.precision=bf16-mixed", f"+callbacks.probe._target_={__name__}.HeadDtypeProbe"
+        )
+    )
+    assert torch.bfloat16 in HeadDtypeProbe.seen  # the forward pass ran under bf16 autocast
+    assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["test/f1"])
+
+
+@requires_data
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision on GPU needs a GPU")
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_mixed_precision_on_gpu(cfg_factory, precision: str) -> None:
+    metrics = train(
+        cfg_factory(f"trainer.precision={precision}", "trainer.accelerator=gpu", "model=lstm")
+    )
+    assert math.isfinite(metrics["train/loss"]) and math.isfinite(metrics["test/f1"])
+
+
+# --- exact resume -----------------------------------------------------------------------------
+
+
+@requires_data
+def test_resume_continues_exactly_in_the_same_run(tmp_path: Path) -> None:
+    common = ["model=gru", "seed=3", "trainer.deterministic=true", "data.batch_size=16"]
+    whole = train(make_cfg(tmp_path / "whole", *common, "trainer.max_epochs=4"))
+    train(make_cfg(tmp_path / "split", *common, "trainer.max_epochs=2"))
+    resumed = train(make_cfg(tmp_path / "split", *common, "trainer.max_epochs=4", "ckpt_path=last"))
+    assert resumed == whole
+    # The resumed run wrote into the same TensorBoard folder, continuing its steps.
+    losses = scalar_tags(tmp_path / "split" / "tensorboard")["train/loss"]
+    assert losses == scalar_tags(tmp_path / "whole" / "tensorboard")["train/loss"]
+    assert len(losses) == 16
+
+
+def test_resuming_into_a_new_folder_says_how_to_continue_the_old(tmp_path: Path, caplog) -> None:
+    old = tmp_path / "old"
+    cfg = make_cfg(tmp_path / "new", f"ckpt_path={old / 'checkpoints' / 'last.ckpt'}")
+    warn_if_resuming_elsewhere(cfg)
+    assert f"hydra.run.dir={old}" in caplog.text
+    caplog.clear()
+    warn_if_resuming_elsewhere(make_cfg(old, f"ckpt_path={old / 'checkpoints' / 'last.ckpt'}"))
+    assert caplog.text == ""
