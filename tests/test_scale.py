@@ -191,7 +191,6 @@ def test_ddp_trainer_config(tmp_path: Path) -> None:
 
 @requires_data
 def test_ddp_on_cpu_one_run_dir_and_metrics_over_the_whole_val_set(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
     result = run_train_cli(
         "trainer=ddp",
         "trainer.accelerator=cpu",
@@ -200,12 +199,13 @@ def test_ddp_on_cpu_one_run_dir_and_metrics_over_the_whole_val_set(tmp_path: Pat
         "model.hidden_size=16",
         "trainer.limit_val_batches=1.0",  # the whole val split: 500 utterances, 250 per process
         "data.eval_batch_size=64",
-        f"hydra.run.dir={run_dir}",
-        cwd=tmp_path,
+        cwd=tmp_path,  # the default run folder: outputs/<task>/runs/<time>_<pid>
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # Exactly one output folder (the child process reused the parent's) and one TensorBoard run.
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert [p.name for p in tmp_path.iterdir()] == ["outputs"]
+    (run_dir,) = (tmp_path / "outputs" / "slot_filling" / "runs").iterdir()
+    assert (run_dir / "train_ddp_process_1.log").is_file()  # rank 1 ran in it
     assert [p.name for p in (run_dir / "tensorboard").iterdir() if p.is_dir()] == []
     logged = scalar_tags(run_dir / "tensorboard")
     assert len(logged["train/loss"]) == 4  # steps of one process, logged once
