@@ -87,8 +87,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     warn_if_resuming_elsewhere(cfg)
+    config = plain(cfg)
+    for logger in trainer.loggers:  # written to hparams.yaml at the first save
+        logger.log_hyperparams(config)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    checkpointer = trainer.checkpoint_callback
+    if checkpointer is not None and getattr(checkpointer, "best_model_score", None) is not None:
+        # The main val metric is reported for the checkpoint that is tested: the best epoch's.
+        metrics[checkpointer.monitor] = float(checkpointer.best_model_score)
 
     if cfg.get("test") and not trainer.interrupted:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -99,18 +106,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("best checkpoint: %s", best or "(none)")
         log.info("test metrics: %s", {k: round(v, 4) for k, v in metrics.items() if "test/" in k})
 
-    log_config_with_metrics(trainer, plain(cfg), metrics)
+    log_final_metrics(trainer, config, metrics)
     return metrics
 
 
-def log_config_with_metrics(trainer: L.Trainer, config: dict, metrics: dict[str, float]) -> None:
-    """The resolved config as hparams; TensorBoard also gets the final metrics beside it."""
+def log_final_metrics(trainer: L.Trainer, config: dict, metrics: dict[str, float]) -> None:
+    """TensorBoard's hparams view: the resolved config beside the final val and test metrics."""
     final = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(config, metrics=final)
-        else:
-            logger.log_hyperparams(config)
         logger.save()
 
 
@@ -122,4 +127,10 @@ def main(cfg: DictConfig) -> float | None:
     """
     with errors_reported(log):
         metrics = train(cfg)
-    return metrics.get(cfg.get("optimized_metric"))
+        name = cfg.get("optimized_metric")
+        if name and name not in metrics:
+            raise ConfigError(
+                f"optimized_metric={name} is not a metric of this run; it has: "
+                + ", ".join(sorted(metrics))
+            )
+    return metrics.get(name) if name else None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import requires_data
 from hydra.errors import ConfigCompositionException
 from tb_events import scalar_tags
@@ -101,8 +102,15 @@ def test_tensorboard_holds_the_documented_tags(cfg_factory, tmp_path: Path) -> N
     assert len(tags["val/f1"]) == 2 + 1  # once per epoch, plus the final value for hparams
     assert len(tags["train/loss"]) == 8  # once per step
     assert all(v > 0 for v in tags["grad_norm/total"])
-    hparams = list((tmp_path / "tensorboard").glob("hparams.yaml"))
-    assert hparams, "resolved config not saved as hparams"
+    hparams = yaml.safe_load((tmp_path / "tensorboard" / "hparams.yaml").read_text())
+    assert hparams["model"]["name"] == "lstm" and hparams["task"]["name"] == "slot_filling"
+
+
+@requires_data
+def test_returned_main_metric_is_the_best_epochs(cfg_factory, tmp_path: Path) -> None:
+    metrics = train(cfg_factory("model=gru", "trainer.max_epochs=3"))
+    per_epoch = scalar_tags(tmp_path / "tensorboard")["val/f1"][:3]
+    assert metrics["val/f1"] == pytest.approx(max(per_epoch))
 
 
 @requires_data
