@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,16 @@ def cfg_factory(tmp_path: Path):
         return make_cfg(tmp_path, *overrides, tiny=tiny)
 
     return factory
+
+
+def run_train_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python scripts/train.py ARGS`` in ``cwd`` as a user runs it, reading the test datasets."""
+    env = {**os.environ, "SEQMODELS_DATA_DIR": str(DATA_DIR), "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

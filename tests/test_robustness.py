@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import DATA_DIR, REPO
+from conftest import DATA_DIR, REPO, run_train_cli
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
@@ -55,19 +55,6 @@ def slot_folder(root: Path, valid=TRAIN, test=TRAIN) -> Path:
     return root
 
 
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SEQMODELS_DATA_DIR": str(DATA_DIR)}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def assert_short_error(result: subprocess.CompletedProcess, *expected: str) -> None:
     assert result.returncode == 1, result.stderr[-3000:]
     for text in expected:
@@ -80,7 +67,7 @@ def assert_short_error(result: subprocess.CompletedProcess, *expected: str) -> N
 
 def test_cli_unknown_option_lists_the_available_ones(tmp_path: Path) -> None:
     # (model=foo: tests/test_cli.py)
-    result = run_cli("data=bar", cwd=tmp_path)
+    result = run_train_cli("data=bar", cwd=tmp_path)
     assert_short_error(result, "Could not find 'data/bar'", "Available options in 'data'", "snips")
     assert not (tmp_path / "outputs").exists()
 
@@ -89,7 +76,7 @@ def test_cli_multirun_reports_the_failing_job_and_runs_the_others(tmp_path: Path
     # Job 1 asks for a bidirectional char LM: refused before training, with the reason.
     text = tmp_path / "text.txt"
     text.write_text("a tiny text to model, one character at a time. " * 20, encoding="utf-8")
-    result = run_cli(
+    result = run_train_cli(
         "-m",
         "task=char_lm",
         f"data.path={text}",
@@ -118,7 +105,7 @@ def test_cli_multirun_reports_the_failing_job_and_runs_the_others(tmp_path: Path
 
 def test_cli_missing_data_folder_names_it_and_how_to_provide_it(tmp_path: Path) -> None:
     missing = tmp_path / "no_such_folder"
-    result = run_cli(f"data.path={missing}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    result = run_train_cli(f"data.path={missing}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert_short_error(result, f"{missing} does not exist", "data.path=")
 
 

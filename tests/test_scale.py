@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from conftest import DATA_DIR, REPO, TINY, make_cfg, requires_data
+from conftest import DATA_DIR, TINY, make_cfg, requires_data, run_train_cli
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
@@ -30,19 +27,6 @@ requires_sweeps = pytest.mark.skipif(
 
 # The CLI runs below use TINY without the hidden size, which some of them sweep.
 TINY_CLI = [o for o in TINY if not o.startswith("model.hidden_size")]
-
-
-def run_train_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """``python scripts/train.py ARGS`` in ``cwd``, reading the test datasets."""
-    env = {**os.environ, "SEQMODELS_DATA_DIR": str(DATA_DIR), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def job_dirs(sweep: Path) -> list[Path]:
