@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--input", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args(argv)
 
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")

@@ -12,7 +12,7 @@ walking back from each sequence's own last step), the new ones start from the in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -56,6 +56,41 @@ def _previous(states: Tensor, init: Tensor, steps: Steps, reverse: bool) -> Tens
     return torch.cat(prev)
 
 
+def _onednn_usable(weight: Tensor) -> bool:
+    """Whether oneDNN's linear kernel can take ``weight`` (CPU, float32, oneDNN enabled)."""
+    return (
+        weight.is_cpu
+        and weight.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+def linear_by(
+    weight: Tensor, bias: Tensor | None = None, sigmoid: bool = False
+) -> Callable[[Tensor], Tensor]:
+    """``x -> x W^T + b`` (then ``σ`` if asked) for a fixed ``W``, prepared once for a loop.
+
+    On CPU in float32 the product runs in oneDNN (the library behind ``nn.LSTM``'s fused CPU
+    kernel) with ``W`` reordered once into its blocked layout and the sigmoid fused into the
+    GEMM: at a 64-row step that is 25-35% faster than ``torch.mm`` (MKL). With oneDNN disabled
+    (``torch.backends.mkldnn.flags(enabled=False)``), on another device or in another dtype it
+    is ``torch.addmm`` on a contiguous ``W^T``.
+    """
+    if _onednn_usable(weight):
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight)
+        post_op = "sigmoid" if sigmoid else "none"
+        return lambda x: torch.ops.mkldnn._linear_pointwise(x, packed, bias, post_op, [], "")
+    weight_t = weight.t().contiguous()  # the per-step mm runs ~25% faster than on a view
+
+    def product(x: Tensor) -> Tensor:
+        y = torch.mm(x, weight_t) if bias is None else torch.addmm(bias, x, weight_t)
+        return y.sigmoid_() if sigmoid else y
+
+    return product
+
+
 def _tanh(x: Tensor, out: Tensor, one: Tensor) -> Tensor:
     """``tanh(x)`` into ``out``; on CPU as ``2 σ(2x) - 1``, as ATen's CPU tanh is ~5x slower.
 
@@ -67,6 +102,12 @@ def _tanh(x: Tensor, out: Tensor, one: Tensor) -> Tensor:
     return out.add_(out).sub_(one)
 
 
+def _double_cell_rows_(t: Tensor, hidden: int) -> Tensor:
+    """``t`` (gate-major rows i, f, g, o; a fresh tensor) with its cell-candidate rows doubled."""
+    t[2 * hidden : 3 * hidden].mul_(2)
+    return t
+
+
 def lstm_forward(
     x: Tensor,
     h0: Tensor,
@@ -75,7 +116,8 @@ def lstm_forward(
     w_hh: Tensor,
     bias: Tensor | None,
     w_hr: Tensor | None,
-    steps: Steps,
+    batch_sizes: list[int],
+    reverse: bool,
     for_backward: bool,
 ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, ...]]:
     """Run the recurrence; returns ``out, h_n, c_n`` and what the backward needs.
@@ -83,43 +125,55 @@ def lstm_forward(
     ``x``: ``[N, I]`` packed rows; ``h0``: ``[B, P]``; ``c0``: ``[B, H]``; ``P = H`` unless
     ``w_hr`` projects the hidden state to ``P`` features.
     """
-    n_rows, hidden = x.size(0), c0.size(1)
-    # z_t = x_t W_ih^T + b for every step in one matmul; h_{t-1} W_hh^T is added per step.
-    z = x.new_empty(n_rows, w_ih.size(0))
-    if bias is not None:
-        torch.addmm(bias, x, w_ih.t(), out=z)
-    else:
-        torch.mm(x, w_ih.t(), out=z)
-    cells = x.new_empty(n_rows, hidden)
-    tanh_cells = x.new_empty(n_rows if for_backward else h0.size(0), hidden)
+    n_rows, n_in, hidden = x.size(0), x.size(1), c0.size(1)
+    if n_in != w_ih.size(1):  # as nn.LSTM reports it (from its input matmul)
+        raise RuntimeError(
+            "mat1 and mat2 shapes cannot be multiplied "
+            f"({n_rows}x{n_in} and {w_ih.size(1)}x{w_ih.size(0)})"
+        )
+    # Every gate reads [x_t, h_{t-1}]: one matmul per step with W = [W_ih | W_hh], its sigmoid
+    # fused in. One sigmoid serves all four gates: tanh(a) = 2 σ(2a) - 1, so the cell-candidate
+    # rows of W and b are doubled (exactly: a power of two) and g is recovered as 2 σ - 1.
+    weight = _double_cell_rows_(torch.cat([w_ih, w_hh], 1), hidden)
+    bias = _double_cell_rows_(bias.clone(), hidden) if bias is not None else None
+    gates_of = linear_by(weight, bias, sigmoid=True)
+    xh = x.new_empty(n_rows, n_in + h0.size(1))  # row r: [x_t, h_{t-1}] of its sequence
+    xh[:, :n_in] = x
+    gates = x.new_empty(n_rows, 4 * hidden) if for_backward else None
+    cells, tanh_cells = x.new_empty(n_rows, hidden), x.new_empty(n_rows, hidden)
     out = x.new_empty(n_rows, h0.size(1))
     hiddens = out if w_hr is None else x.new_empty(n_rows, hidden)
     h_n, c_n = torch.empty_like(h0), torch.empty_like(c0)
 
-    # One sigmoid serves all four gates: tanh(a) = 2 σ(2a) - 1, so the cell-candidate rows of
-    # z and W_hh are doubled (exactly: a power of two) and g is recovered as 2 σ - 1.
-    # W_hh^T is laid out contiguously once: the per-step matmul runs ~25% faster than on a view.
-    z[:, 2 * hidden : 3 * hidden].mul_(2)
-    w_hh2_t = w_hh.t().contiguous()
-    w_hh2_t[:, 2 * hidden : 3 * hidden].mul_(2)
+    def rows(t: Tensor | None) -> Sequence[Tensor | None]:  # each step's rows, in visiting order
+        views = t.split(batch_sizes) if t is not None else [None] * len(batch_sizes)
+        return views[::-1] if reverse else views
+
     h, c, one = h0[:0], c0[:0], x.new_ones(())
-    for lo, hi in steps:
-        h = _resize(h, h0, h_n, hi - lo)
-        c = _resize(c, c0, c_n, hi - lo)
-        z_t = z[lo:hi].addmm_(h, w_hh2_t).sigmoid_()  # all four gates through σ at once:
-        i, f, g, o = z_t.chunk(4, 1)
+    for xh_t, prev_h_t, z_t, c_t, tanh_c_t, h_t, out_t in zip(
+        rows(xh),
+        rows(xh[:, n_in:]),
+        rows(gates),
+        rows(cells),
+        rows(tanh_cells),
+        rows(hiddens),
+        rows(out if w_hr is not None else None),
+    ):
+        h = prev_h_t.copy_(_resize(h, h0, h_n, xh_t.size(0)))  # completes [x_t, h_{t-1}]
+        c = _resize(c, c0, c_n, xh_t.size(0))
+        z = gates_of(xh_t)  # all four gates, σ([x_t, h_{t-1}] W^T + b), at once:
+        i, f, g, o = (z if z_t is None else z_t.copy_(z)).chunk(4, 1)
         #   input gate      i_t = σ(W_ii x_t + W_hi h_{t-1} + b_i)
         #   forget gate     f_t = σ(W_if x_t + W_hf h_{t-1} + b_f)
         #   output gate     o_t = σ(W_io x_t + W_ho h_{t-1} + b_o)
         g.add_(g).sub_(one)  # cell candidate g_t = tanh(W_ig x_t + W_hg h_{t-1} + b_g)
-        c = torch.mul(f, c, out=cells[lo:hi]).addcmul_(i, g)  # c_t = f_t c_{t-1} + i_t g_t
-        tanh_c = _tanh(c, tanh_cells[lo:hi] if for_backward else tanh_cells[: hi - lo], one)
-        h = torch.mul(o, tanh_c, out=hiddens[lo:hi])  # h_t = o_t tanh(c_t)
-        if w_hr is not None:
-            h = torch.mm(h, w_hr.t(), out=out[lo:hi])  # h_t = W_hr (o_t tanh(c_t))
+        c = torch.mul(f, c, out=c_t).addcmul_(i, g)  # c_t = f_t c_{t-1} + i_t g_t
+        h = torch.mul(o, _tanh(c, tanh_c_t, one), out=h_t)  # h_t = o_t tanh(c_t)
+        if out_t is not None:
+            h = torch.mm(h, w_hr.t(), out=out_t)  # h_t = W_hr (o_t tanh(c_t))
     h_n[: h.size(0)] = h
     c_n[: c.size(0)] = c
-    saved = (z, cells, tanh_cells, hiddens) if for_backward else ()
+    saved = (xh, gates, cells, tanh_cells, hiddens) if for_backward else ()
     return out, h_n, c_n, saved
 
 
@@ -140,22 +194,24 @@ class LSTMLayerFunction(torch.autograd.Function):
         batch_sizes: Sequence[int],
         reverse: bool,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        steps = _steps(batch_sizes, reverse)
         bias = b_ih + b_hh if b_ih is not None else None
-        out, h_n, c_n, saved = lstm_forward(x, h0, c0, w_ih, w_hh, bias, w_hr, steps, True)
-        ctx.steps, ctx.reverse = steps, reverse
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, out, *saved)
+        out, h_n, c_n, saved = lstm_forward(
+            x, h0, c0, w_ih, w_hh, bias, w_hr, list(batch_sizes), reverse, True
+        )
+        ctx.steps, ctx.reverse = _steps(batch_sizes, reverse), reverse
+        ctx.save_for_backward(h0, c0, w_ih, w_hh, w_hr, *saved)
         return out, h_n, c_n
 
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out: Tensor, d_hn: Tensor, d_cn: Tensor) -> tuple[Tensor | None, ...]:
-        x, h0, c0, w_ih, w_hh, w_hr, out, gates, cells, tanh_cells, hiddens = ctx.saved_tensors
+        h0, c0, w_ih, w_hh, w_hr, xh, gates, cells, tanh_cells, hiddens = ctx.saved_tensors
         steps = ctx.steps
         c_prev_all = _previous(cells, c0, steps, ctx.reverse)
         d_gates = torch.empty_like(gates)
-        d_h_all = torch.empty_like(out) if w_hr is not None else None
+        d_h_all = xh.new_empty(xh.size(0), h0.size(1)) if w_hr is not None else None
         d_h0, d_c0 = torch.empty_like(h0), torch.empty_like(c0)
+        recurrent_back = linear_by(w_hh.t().contiguous())  # d -> d W_hh
 
         # Walk the steps backwards; dh, dc carry dL/dh_t, dL/dc_t from step t+1 (BPTT).
         dh, dc = d_hn[:0], d_cn[:0]
@@ -177,15 +233,17 @@ class LSTMLayerFunction(torch.autograd.Function):
             torch.ops.aten.tanh_backward(dc * i, g, grad_input=d_g)
             torch.ops.aten.sigmoid_backward(dh * tanh_c, o, grad_input=d_o)
             dc = dc * f  # dL/dc_{t-1}
-            dh = d_gates[lo:hi] @ w_hh  # dL/dh_{t-1} (recurrent part)
+            dh = recurrent_back(d_gates[lo:hi])  # dL/dh_{t-1} (recurrent part)
         d_h0[: dh.size(0)] = dh
         d_c0[: dc.size(0)] = dc
 
-        # Weight gradients: one matmul each over all steps, as cuDNN does.
+        # Weight gradients: one matmul over all steps each, as cuDNN does; the rows of xh are
+        # [x_t, h_{t-1}], so d[W_ih | W_hh] is a single product.
         need = ctx.needs_input_grad
         d_x = d_gates @ w_ih if need[0] else None
-        d_w_ih = d_gates.t() @ x if need[3] else None
-        d_w_hh = d_gates.t() @ _previous(out, h0, steps, ctx.reverse) if need[4] else None
+        d_w = d_gates.t() @ xh if need[3] or need[4] else None  # [dW_ih | dW_hh]
+        d_w_ih = d_w[:, : w_ih.size(1)] if need[3] else None
+        d_w_hh = d_w[:, w_ih.size(1) :] if need[4] else None
         d_b = d_gates.sum(0) if need[5] or need[6] else None
         d_w_hr = d_h_all.t() @ hiddens if w_hr is not None and need[7] else None
         d_b_hh = d_b.clone() if need[5] and need[6] else d_b
@@ -214,5 +272,6 @@ def lstm_layer(
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args):
             return LSTMLayerFunction.apply(*args, batch_sizes, reverse)
         bias = b_ih + b_hh if b_ih is not None else None
-        steps = _steps(batch_sizes, reverse)
-        return lstm_forward(x, h0, c0, w_ih, w_hh, bias, w_hr, steps, False)[:3]
+        sizes = list(batch_sizes)
+        out, h_n, c_n, _ = lstm_forward(x, h0, c0, w_ih, w_hh, bias, w_hr, sizes, reverse, False)
+        return out, h_n, c_n

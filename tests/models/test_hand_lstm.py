@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from seqmodels.models import HandLSTM, HandLSTMCell
-from seqmodels.models.hand_lstm_function import LSTMLayerFunction
+from seqmodels.models.hand_lstm_function import LSTMLayerFunction, _onednn_usable
 
 IN, H, T, B = 5, 7, 6, 4
 LENGTHS = [6, 2, 5, 3]  # unsorted, unequal
@@ -58,24 +58,25 @@ def _assert_all_close(expected, actual, atol=1e-10):
         torch.testing.assert_close(a, e, atol=atol, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "num_layers,bidirectional,batch_first,packing,proj_size,given_state",
-    list(
-        itertools.product(
-            [1, 2, 3], [False, True], [False, True], [None, "unsorted", "sorted"], [0, 3], [0, 1]
-        )
-    ),
+COMBINATIONS = list(
+    itertools.product(
+        [1, 2, 3], [False, True], [False, True], [None, "unsorted", "sorted"], [0, 3], [0, 1]
+    )
 )
-def test_matches_nn_lstm(num_layers, bidirectional, batch_first, packing, proj_size, given_state):
+
+
+def _compare_with_nn_lstm(
+    num_layers, bidirectional, batch_first, packing, proj_size, given_state, dtype, atol
+):
     kwargs = dict(num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first)
-    ref, hand = _pair(proj_size=proj_size, dtype=F64, **kwargs)
+    ref, hand = _pair(proj_size=proj_size, dtype=dtype, **kwargs)
     torch.manual_seed(2)
-    x = torch.randn((B, T, IN) if batch_first else (T, B, IN), dtype=F64)
+    x = torch.randn((B, T, IN) if batch_first else (T, B, IN), dtype=dtype)
     hx = None
     if given_state:
         layers = num_layers * (2 if bidirectional else 1)
         hx = tuple(
-            torch.randn(layers, B, size, dtype=F64, requires_grad=True)
+            torch.randn(layers, B, size, dtype=dtype, requires_grad=True)
             for size in (proj_size or H, H)
         )
     results = []
@@ -87,7 +88,49 @@ def test_matches_nn_lstm(num_layers, bidirectional, batch_first, packing, proj_s
                 inputs, torch.tensor(lengths), batch_first, enforce_sorted=packing == "sorted"
             )
         results.append(_outputs_and_grads(model, inputs, hx))
-    _assert_all_close(*results)
+    _assert_all_close(*results, atol=atol)
+
+
+ARGS = "num_layers,bidirectional,batch_first,packing,proj_size,given_state"
+
+
+@pytest.mark.parametrize(ARGS, COMBINATIONS)
+def test_matches_nn_lstm_float64(
+    num_layers, bidirectional, batch_first, packing, proj_size, given_state
+):
+    """float64 runs the portable path (torch.mm); agreement to rounding."""
+    args = num_layers, bidirectional, batch_first, packing, proj_size, given_state
+    _compare_with_nn_lstm(*args, dtype=F64, atol=1e-10)
+
+
+@pytest.mark.parametrize(ARGS, COMBINATIONS)
+def test_matches_nn_lstm_float32(
+    num_layers, bidirectional, batch_first, packing, proj_size, given_state
+):
+    """float32 on CPU runs the oneDNN path (prepacked weights, fused sigmoid): atol 1e-5."""
+    args = num_layers, bidirectional, batch_first, packing, proj_size, given_state
+    _compare_with_nn_lstm(*args, dtype=torch.float32, atol=1e-5)
+
+
+NO_TF32_WARNING = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
+
+
+@NO_TF32_WARNING
+def test_onednn_path_is_switched_by_torch_flag():
+    weight = torch.randn(8, 4)
+    assert _onednn_usable(weight) == torch.backends.mkldnn.is_available()
+    assert not _onednn_usable(weight.double())
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert not _onednn_usable(weight)
+
+
+@NO_TF32_WARNING
+@pytest.mark.parametrize("packing", [None, "unsorted"])
+@pytest.mark.parametrize("proj_size", [0, 3])
+def test_matches_nn_lstm_float32_without_onednn(packing, proj_size):
+    """With oneDNN switched off the per-step product falls back to torch.addmm: same results."""
+    with torch.backends.mkldnn.flags(enabled=False):
+        _compare_with_nn_lstm(2, True, False, packing, proj_size, 1, torch.float32, atol=1e-5)
 
 
 def test_float32_without_bias_matches_at_1e5():
