@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
@@ -67,11 +68,30 @@ def cfg_factory(tmp_path: Path):
     return factory
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models run far faster on one thread (and do not stall on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run_train_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     """``python scripts/train.py ARGS`` in ``cwd`` as a user runs it, reading the test datasets."""
+    return run_script("train.py", *args, cwd=cwd, timeout=timeout)
+
+
+def run_eval_cli(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python scripts/eval.py ARGS`` in ``cwd`` as a user runs it."""
+    return run_script("eval.py", *args, cwd=cwd, timeout=timeout)
+
+
+def run_script(script: str, *args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+    """``python scripts/<script> ARGS`` in ``cwd``, reading the test datasets, output captured."""
     env = {**os.environ, "SEQMODELS_DATA_DIR": str(DATA_DIR), "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "train.py"), *args],
+        [sys.executable, str(REPO / "scripts" / script), *args],
         cwd=cwd,
         env=env,
         capture_output=True,

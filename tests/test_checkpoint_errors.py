@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA_DIR, REPO
+from conftest import run_eval_cli
 
 from seqmodels.errors import CheckpointError, UserError
 from seqmodels.evaluate import read_checkpoint
@@ -74,19 +72,7 @@ def test_cli_corrupt_checkpoint_is_a_short_error_and_overwrites_nothing(tmp_path
     out.mkdir()
     (out / "metrics.json").write_text('{"earlier": "results"}\n')
     digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "scripts" / "eval.py"),
-            f"ckpt_path={ckpt}",
-            f"hydra.run.dir={out}",
-        ],
-        cwd=tmp_path,
-        env={**os.environ, "SEQMODELS_DATA_DIR": str(DATA_DIR)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_eval_cli(f"ckpt_path={ckpt}", f"hydra.run.dir={out}", cwd=tmp_path)
     assert result.returncode == 1, result.stderr[-3000:]
     assert f"{ckpt} is not a readable checkpoint" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import DATA_DIR, REPO, requires_data
+from conftest import DATA_DIR, requires_data, run_eval_cli
 from hydra import compose, initialize_config_dir
 from seqeval.metrics import f1_score
 
@@ -65,14 +62,7 @@ def test_eval_cli_tests_a_checkpoint_and_writes_conll_matching_seqeval(
 
     work = tmp_path / "cwd"
     work.mkdir()
-    result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "eval.py"), f"ckpt_path={best}"],
-        cwd=work,
-        env={**os.environ, "SEQMODELS_DATA_DIR": str(DATA_DIR)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_eval_cli(f"ckpt_path={best}", cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = (work / "outputs" / "eval").iterdir()
     report = json.loads((run / "metrics.json").read_text())

@@ -18,6 +18,8 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from seqmodels.errors import NonFiniteLossError
 from seqmodels.train import train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TEXT = "the quick brown fox jumps over the lazy dog; pack my box with five dozen jugs. " * 40
 
 
@@ -30,15 +32,6 @@ class SignalAt(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread (and do not stall on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

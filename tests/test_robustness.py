@@ -24,6 +24,8 @@ from seqmodels.errors import ConfigError, DatasetError, UserError
 from seqmodels.tasks import CausalEncoderRequired
 from seqmodels.train import build_module, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Each split: (words, BIO tags, intent) per line.
 TRAIN = [
     ("show flights to boston", "O O O B-city", "flight"),
@@ -31,15 +33,6 @@ TRAIN = [
     ("what is the fare to denver", "O O O O O B-city", "airfare"),
     ("cheapest fare from boston", "O O O B-city", "airfare"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread (and do not stall on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_split(folder: Path, rows: list[tuple[str, str, str]]) -> None:

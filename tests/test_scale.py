@@ -113,24 +113,24 @@ def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path: Path) -> None:
     assert 0.0 <= best <= 100.0
 
 
-@requires_data
-@requires_sweeps
-def test_joblib_launcher_runs_jobs_in_parallel(tmp_path: Path) -> None:
+def _sweep_two_models(tmp_path: Path, *launcher: str) -> tuple[Path, list[Path]]:
+    """``-m model=rnn,gru`` on tiny data with the given launcher overrides; both jobs complete."""
     sweep = tmp_path / "sweep"
     result = run_train_cli(
-        "-m",
-        "hydra/launcher=joblib",
-        "hydra.launcher.n_jobs=2",
-        "model=rnn,gru",
-        *TINY_CLI,
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
+        "-m", *launcher, "model=rnn,gru", *TINY_CLI, f"hydra.sweep.dir={sweep}", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = job_dirs(sweep)
     assert [j.name for j in jobs] == ["0", "1"]
     for job in jobs:
         assert_complete_job(job)
+    return sweep, jobs
+
+
+@requires_data
+@requires_sweeps
+def test_joblib_launcher_runs_jobs_in_parallel(tmp_path: Path) -> None:
+    _, jobs = _sweep_two_models(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     # Not a timing check (flaky on a busy machine): the jobs ran in two different worker
     # processes, which the basic launcher never does. TensorBoard names each event file
     # events.out.tfevents.<time>.<host>.<pid>.<n>.
@@ -144,21 +144,9 @@ def test_joblib_launcher_runs_jobs_in_parallel(tmp_path: Path) -> None:
 @requires_data
 @requires_sweeps
 def test_submitit_local_launcher_runs_the_slurm_code_path(tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    result = run_train_cli(
-        "-m",
-        "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=10",
-        "model=rnn,gru",
-        *TINY_CLI,
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
+    sweep, _ = _sweep_two_models(
+        tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = job_dirs(sweep)
-    assert [j.name for j in jobs] == ["0", "1"]
-    for job in jobs:
-        assert_complete_job(job)
     assert any((sweep / ".submitit").rglob("*_result.pkl")), "submitit wrote no job results"
 
 
