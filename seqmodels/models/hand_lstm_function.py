@@ -12,6 +12,7 @@ walking back from each sequence's own last step), the new ones start from the in
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable, Sequence
 
 import torch
@@ -19,6 +20,7 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 Steps = list[tuple[int, int]]
+_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 
 def _steps(batch_sizes: Sequence[int], reverse: bool) -> Steps:
@@ -57,9 +59,13 @@ def _previous(states: Tensor, init: Tensor, steps: Steps, reverse: bool) -> Tens
 
 
 def _onednn_usable(weight: Tensor) -> bool:
-    """Whether oneDNN's linear kernel can take ``weight`` (CPU, float32, oneDNN enabled)."""
+    """Whether oneDNN's linear kernel can take ``weight`` (x86-64 CPU, float32, oneDNN enabled).
+
+    Only x86-64 is measured and tested; other CPUs take the portable ``torch.addmm`` path.
+    """
     return (
-        weight.is_cpu
+        _X86_64
+        and weight.is_cpu
         and weight.dtype == torch.float32
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled

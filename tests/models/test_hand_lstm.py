@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import platform
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -118,7 +119,8 @@ NO_TF32_WARNING = pytest.mark.filterwarnings("ignore:TF32 acceleration on top of
 @NO_TF32_WARNING
 def test_onednn_path_is_switched_by_torch_flag():
     weight = torch.randn(8, 4)
-    assert _onednn_usable(weight) == torch.backends.mkldnn.is_available()
+    x86_64 = platform.machine().lower() in ("x86_64", "amd64")
+    assert _onednn_usable(weight) == (torch.backends.mkldnn.is_available() and x86_64)
     assert not _onednn_usable(weight.double())
     with torch.backends.mkldnn.flags(enabled=False):
         assert not _onednn_usable(weight)
