@@ -79,15 +79,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
+    config = plain(cfg)
     # Every checkpoint carries the resolved config, so scripts/eval.py needs only the file.
-    callbacks = [*instantiate_all(cfg.get("callbacks")), SaveRunConfig(plain(cfg))]
+    callbacks = [*instantiate_all(cfg.get("callbacks")), SaveRunConfig(config)]
     loggers = instantiate_all(cfg.get("logger"))
     if not loggers:  # nothing to log the learning rate to (Lightning refuses the monitor then)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     warn_if_resuming_elsewhere(cfg)
-    config = plain(cfg)
     for logger in trainer.loggers:  # written to hparams.yaml at the first save
         logger.log_hyperparams(config)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

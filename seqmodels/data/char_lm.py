@@ -9,8 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from seqmodels.data.download import DatasetError, ensure_dataset
-from seqmodels.data.resumable import ResumableDataLoader
-from seqmodels.data.sampling import eval_sampler
+from seqmodels.data.sampling import split_loader
 from seqmodels.data.text_files import read_text
 from seqmodels.data.vocab import Vocab
 from seqmodels.errors import ConfigError
@@ -111,23 +110,15 @@ class CharLMDataModule(L.LightningDataModule):
         assert self.vocab is not None, "call setup() first"
         return {"vocab": list(self.vocab.itos)}
 
-    def _loader(self, ids: torch.Tensor, shuffle: bool) -> DataLoader:
-        dataset = Windows(ids, self.block_size)
-        # The training loader can resume mid-epoch (see seqmodels.data.resumable).
-        return (ResumableDataLoader if shuffle else DataLoader)(
-            dataset,
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            sampler=None if shuffle else eval_sampler(dataset),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    def _loader(self, ids: torch.Tensor, train: bool) -> DataLoader:
+        batch_size = self.batch_size if train else self.eval_batch_size
+        return split_loader(Windows(ids, self.block_size), train, batch_size, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_ids, shuffle=True)
+        return self._loader(self.train_ids, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_ids, shuffle=False)
+        return self._loader(self.val_ids, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_ids, shuffle=False)
+        return self._loader(self.val_ids, train=False)

@@ -1,10 +1,15 @@
-"""Evaluation sampling that sees every item exactly once, also across DDP processes."""
+"""DataLoaders for a split: resumable shuffling for training, each item once for evaluation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from seqmodels.data.resumable import ResumableDataLoader
 
 
 def eval_sampler(dataset: Dataset) -> Sampler | None:
@@ -20,3 +25,23 @@ def eval_sampler(dataset: Dataset) -> Sampler | None:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return UnrepeatedDistributedSampler(dataset, shuffle=False)
     return None
+
+
+def split_loader(
+    dataset: Dataset,
+    train: bool,
+    batch_size: int,
+    num_workers: int,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> DataLoader:
+    """The training loader shuffles and can resume mid-epoch (:mod:`seqmodels.data.resumable`);
+    evaluation loaders keep order and see every item once (:func:`eval_sampler`)."""
+    common = {
+        "batch_size": batch_size,
+        "collate_fn": collate_fn,
+        "num_workers": num_workers,
+        "persistent_workers": num_workers > 0,
+    }
+    if train:
+        return ResumableDataLoader(dataset, shuffle=True, **common)
+    return DataLoader(dataset, sampler=eval_sampler(dataset), **common)

@@ -12,8 +12,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
 from seqmodels.data.download import ensure_dataset
-from seqmodels.data.resumable import ResumableDataLoader
-from seqmodels.data.sampling import eval_sampler
+from seqmodels.data.sampling import split_loader
 from seqmodels.data.slot_files import SPLITS, Utterance, read_split
 from seqmodels.data.vocab import PAD, UNK, Vocab
 from seqmodels.errors import ConfigError
@@ -129,24 +128,15 @@ class SlotFillingDataModule(L.LightningDataModule):
             for u in self.splits[split]
         ]
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        dataset = self._items(split)
-        # The training loader can resume mid-epoch (see seqmodels.data.resumable).
-        return (ResumableDataLoader if shuffle else DataLoader)(
-            dataset,
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            sampler=None if shuffle else eval_sampler(dataset),
-            collate_fn=collate,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        batch_size = self.batch_size if train else self.eval_batch_size
+        return split_loader(self._items(split), train, batch_size, self.num_workers, collate)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("valid", shuffle=False)
+        return self._loader("valid", train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader("test", train=False)

@@ -81,3 +81,25 @@ class SequenceTask(L.LightningModule):
         value = self.losses[stage].compute()
         self.losses[stage].reset()
         return value
+
+    # A task implements ``_step`` (loss of a batch; updates val/test metrics) and ``_log_epoch``.
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _log_epoch(self, stage: str) -> None:
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")

@@ -94,9 +94,6 @@ class SlotTagger(SequenceTask):
         rows = tag_ids.tolist()
         return [[self.tag_names[i] for i in row[:n]] for row, n in zip(rows, lengths.tolist())]
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
-
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, list[str]]]:
         """Per utterance: its ``tokens``, ``gold`` tags and ``predicted`` tags (for conlleval)."""
         tag_logits, _ = self(batch["words"], batch["lengths"])
@@ -105,12 +102,6 @@ class SlotTagger(SequenceTask):
             {"tokens": tokens, "gold": gold, "predicted": pred}
             for tokens, gold, pred in zip(batch["tokens"], batch["gold_tags"], predicted)
         ]
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "val")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._step(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:
         metrics = {f"{stage}/loss": self.epoch_loss(stage)}
@@ -121,9 +112,3 @@ class SlotTagger(SequenceTask):
         for metric in (self.span_f1, self.token_acc, self.intent_acc):
             metric[stage].reset()
         self.log_dict(metrics, prog_bar=stage == "val")
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
