@@ -1,50 +1,19 @@
-"""Span (chunk) precision / recall / F1 as conlleval and seqeval's default mode compute them."""
+"""Span (chunk) precision / recall / F1 as a torchmetrics Metric, with seqeval's chunking."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+from seqeval.metrics.sequence_labeling import get_entities
 from torchmetrics import Metric
 
 Span = tuple[str, int, int]  # (type, first token, last token)
 
 
-def _split(tag: str) -> tuple[str, str]:
-    """``'B-city'`` -> ``('B', 'city')``; ``'O'`` -> ``('O', '_')``, as seqeval splits tags."""
-    return tag[:1], tag[1:].split("-", maxsplit=1)[-1] or "_"
-
-
-def _ends(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
-    """Does a chunk end between the previous token and this one (conlleval's endOfChunk)?"""
-    if prev_tag in ("E", "S"):
-        return True
-    if prev_tag in ("B", "I") and tag in ("B", "S", "O"):
-        return True
-    return prev_tag not in ("O", ".") and prev_type != type_
-
-
-def _starts(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
-    """Does a chunk start at this token (conlleval's startOfChunk)?"""
-    if tag in ("B", "S"):
-        return True
-    if prev_tag in ("E", "S", "O") and tag in ("E", "I"):
-        return True
-    return tag not in ("O", ".") and prev_type != type_
-
-
 def spans(tags: Sequence[str]) -> list[Span]:
-    """Chunks of one tag sequence; ``I-x`` after ``O`` starts a chunk, as in conlleval."""
-    found: list[Span] = []
-    prev_tag, prev_type, begin = "O", "", 0
-    for i, chunk in enumerate([*tags, "O"]):
-        tag, type_ = _split(chunk)
-        if _ends(prev_tag, tag, prev_type, type_):
-            found.append((prev_type, begin, i - 1))
-        if _starts(prev_tag, tag, prev_type, type_):
-            begin = i
-        prev_tag, prev_type = tag, type_
-    return found
+    """Chunks of one tag sequence by seqeval's (conlleval's) rules; ``O I-x`` opens a chunk."""
+    return get_entities(list(tags))
 
 
 class SpanF1(Metric):
