@@ -12,6 +12,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS = ("rnn", "lstm", "gru", "hand_lstm")
 
+# The recurrent state a layer stack carries between calls: ``h`` for rnn/gru, ``(h, c)`` for
+# LSTMs; each ``[num_layers * directions, B, hidden]``, as the torch.nn modules take and return.
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
 
 def cell_class(cell: str) -> type[nn.Module]:
     """The recurrent module behind a ``model.cell`` name."""
@@ -62,6 +66,14 @@ class RNNEncoder(nn.Module):
         self.cell = cell
         self.bidirectional = bidirectional
         self.output_size = hidden_size * (2 if bidirectional else 1)
+
+    def run(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """``[B, T, input_size]`` and a carried state -> outputs and the state after step T.
+
+        The state continues a sequence across calls (truncated BPTT, sampling one step at a
+        time); ``None`` starts from zeros.
+        """
+        return self.rnn(x, state)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, T, input_size]`` -> ``[B, T, output_size]`` (zeros past each length)."""

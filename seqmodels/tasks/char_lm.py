@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from seqmodels.errors import ConfigError
+from seqmodels.models.encoders import State
 from seqmodels.tasks.base import SequenceTask, build_embedding, build_encoder
 
 
@@ -55,14 +56,19 @@ class CharLM(SequenceTask):
         self.dropout = nn.Dropout(model.get("dropout", 0.0))
         self.head = nn.Linear(self.encoder.output_size, len(vocab))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Next-character logits ``[B, T, vocab]`` for ids ``[B, T]``."""
-        states = self.encoder(self.dropout(self.embedding(x)))
-        return self.head(self.dropout(states))
+    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Next-character logits ``[B, T, vocab]`` for ids ``[B, T]``, and the state after them.
+
+        ``state`` (``None``: zeros) is the encoder's recurrent state after the text before
+        ``x``: pass the returned one back to continue the text (sampling, carried-state BPTT).
+        """
+        out, state = self.encoder.run(self.dropout(self.embedding(x)), state)
+        return self.head(self.dropout(out)), state
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch
-        loss = F.cross_entropy(self(x).transpose(1, 2), y)
+        logits, _ = self(x)
+        loss = F.cross_entropy(logits.transpose(1, 2), y)
         self.log_loss(stage, loss, y.numel())
         return loss
 
