@@ -82,12 +82,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("test")
 
     trainer: L.Trainer = instantiate(cfg.trainer)
-    if cfg.split == "test":
-        (results,) = trainer.test(module, datamodule=datamodule)
-        loader = datamodule.test_dataloader()
-    else:
-        (results,) = trainer.validate(module, datamodule=datamodule)
-        loader = datamodule.val_dataloader()
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    # One result dict per loader (the char LM has two); the metrics are epoch-level.
+    results = {k: v for part in run(module, datamodule=datamodule) for k, v in part.items()}
+    loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
     metrics = {k: float(v) for k, v in results.items()}
 
     out_dir = Path(cfg.paths.output_dir)

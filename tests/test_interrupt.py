@@ -57,6 +57,7 @@ def char_lm(cfg_factory, text_file: Path, out: Path, *overrides: str):
         f"data.path={text_file}",
         "data.block_size=16",
         "data.batch_size=16",
+        "data.eval_window=16",
         "trainer.max_epochs=3",
         "trainer.deterministic=true",
         "trainer.limit_train_batches=1.0",
@@ -78,7 +79,8 @@ def test_interrupt_mid_epoch_then_resume_matches_uninterrupted(
 ) -> None:
     whole = train(char_lm(cfg_factory, text_file, tmp_path / "whole"))
 
-    # 12 batches an epoch: step 15 is the 4th batch of the second epoch.
+    # 16 streams of 177 characters: 11 batches an epoch; step 15 is in the second epoch, and
+    # the carried state must be restored for the resumed run to match.
     cut = tmp_path / "cut"
     signal_at = f"+callbacks.signal._target_={__name__}.SignalAt"
     with pytest.raises(stopped_by):

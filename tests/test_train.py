@@ -140,7 +140,9 @@ def test_checkpoint_reloads_with_same_test_metrics(cfg_factory, task, tmp_path: 
     trainer = L.Trainer(
         accelerator="cpu", logger=False, limit_test_batches=2, enable_progress_bar=False
     )
-    (reloaded,) = trainer.test(module, datamodule=datamodule)
+    reloaded = {
+        k: v for part in trainer.test(module, datamodule=datamodule) for k, v in part.items()
+    }
     for name, value in reloaded.items():
         assert value == pytest.approx(metrics[name], rel=1e-5), name
 
