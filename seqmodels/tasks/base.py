@@ -59,6 +59,8 @@ class SequenceTask(L.LightningModule):
             for k in ("monitor", "interval", "frequency")
             if k in scheduler_cfg
         }
+        if scheduler_cfg.get("total_steps", 0) is None:  # a schedule over the whole run
+            scheduler_cfg["total_steps"] = int(self.trainer.estimated_stepping_batches)
         if scheduler_cfg:
             scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
         else:  # a constant schedule, so the learning-rate monitor still logs `lr`
