@@ -11,7 +11,7 @@ import hydra
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -51,6 +51,28 @@ def instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
 
 
+def validation_is_off(cfg: DictConfig) -> bool:
+    """``trainer.limit_val_batches=0``: the run trains without ever validating."""
+    limit = cfg.trainer.get("limit_val_batches")
+    return limit is not None and limit == 0
+
+
+def without_validation(callbacks: list[Any]) -> list[Any]:
+    """Callbacks for a run that never validates: no early stopping, the last checkpoint kept.
+
+    (The task drops a schedule that steps on a validation metric, e.g. ReduceLROnPlateau.)
+    """
+    log.warning(
+        "validation is off (trainer.limit_val_batches=0): early stopping and any learning-rate "
+        "schedule on a validation metric are skipped; the checkpoint kept (and tested) is the "
+        "last epoch's"
+    )
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            callback.monitor = None  # keep the latest instead of the best
+    return [c for c in callbacks if not isinstance(c, EarlyStopping)]
+
+
 def warn_if_resuming_elsewhere(cfg: DictConfig) -> None:
     """Resuming into a new run folder starts a new TensorBoard run; say how to continue the old."""
     ckpt_path = cfg.get("ckpt_path")
@@ -85,6 +107,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = instantiate_all(cfg.get("logger"))
     if not loggers:  # nothing to log the learning rate to (Lightning refuses the monitor then)
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if validation_is_off(cfg):
+        callbacks = without_validation(callbacks)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
     warn_if_resuming_elsewhere(cfg)

@@ -275,6 +275,10 @@ def lstm_layer(
     """
     args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     with torch.autocast(x.device.type, enabled=False):
+        if x.is_cuda and w_hr is None:  # fused steps (hand_lstm_cuda's docstring says how)
+            from seqmodels.models.hand_lstm_cuda import cuda_lstm_layer
+
+            return cuda_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args):
             return LSTMLayerFunction.apply(*args, batch_sizes, reverse)
         bias = b_ih + b_hh if b_ih is not None else None

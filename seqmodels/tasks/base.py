@@ -56,9 +56,15 @@ class SequenceTask(L.LightningModule):
         scheduler_cfg = dict(self.hparams.get("scheduler") or {})
         lightning_keys = {
             k: scheduler_cfg.pop(k)
-            for k in ("monitor", "interval", "frequency")
+            for k in ("monitor", "interval", "frequency", "strict")
             if k in scheduler_cfg
         }
+        if "monitor" in lightning_keys and self.trainer.limit_val_batches == 0:
+            scheduler_cfg, lightning_keys = {}, {}  # no validation metric to step on
+        # A run may end before its first validation (max_steps, max_time): then a schedule on
+        # a validation metric skips its step with a warning instead of stopping the run.
+        if "monitor" in lightning_keys:
+            lightning_keys.setdefault("strict", False)
         if scheduler_cfg.get("total_steps", 0) is None:  # a schedule over the whole run
             scheduler_cfg["total_steps"] = int(self.trainer.estimated_stepping_batches)
         if scheduler_cfg:

@@ -1,0 +1,110 @@
+"""HandLSTM's CUDA layer: its math checked on CPU (eagerly), the compiled path on a GPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from seqmodels.models import HandLSTM
+from seqmodels.models.hand_lstm_cuda import cuda_lstm_layer
+from seqmodels.models.hand_lstm_function import lstm_layer
+
+requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _layer_inputs(batch_sizes: list[int], dtype=torch.float64, device="cpu"):
+    torch.manual_seed(0)
+    n_in, hidden, batch = 5, 7, batch_sizes[0]
+    make = lambda *shape: torch.randn(*shape, dtype=dtype, device=device, requires_grad=True)  # noqa: E731
+    return [
+        make(sum(batch_sizes), n_in),
+        make(batch, hidden),
+        make(batch, hidden),
+        make(4 * hidden, n_in),
+        make(4 * hidden, hidden),
+        make(4 * hidden),
+        make(4 * hidden),
+    ]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("batch_sizes", [[3, 3, 3, 3], [4, 3, 3, 1]], ids=["padded", "packed"])
+def test_cuda_layer_math_equals_the_portable_layer(batch_sizes, reverse) -> None:
+    """Outputs, final states and every gradient, in float64, eagerly on CPU."""
+    inputs = _layer_inputs(batch_sizes)
+    ours = cuda_lstm_layer(*inputs, batch_sizes, reverse, compiled=False)
+    reference = lstm_layer(*inputs[:7], None, batch_sizes, reverse)
+    grads_out = [torch.randn_like(t) for t in reference]
+    ours_grads = torch.autograd.grad(ours, inputs, grads_out)
+    reference_grads = torch.autograd.grad(reference, inputs, grads_out)
+    for a, b in zip(ours, reference):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    for a, b in zip(ours_grads, reference_grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_cuda_layer_passes_gradcheck() -> None:
+    inputs = _layer_inputs([3, 2, 2])
+    assert torch.autograd.gradcheck(
+        lambda *t: cuda_lstm_layer(*t, [3, 2, 2], False, compiled=False), inputs
+    )
+
+
+def _pair(device: str, **kwargs):
+    torch.manual_seed(1)
+    reference = nn.LSTM(16, 32, device=device, **kwargs)
+    hand = HandLSTM(16, 32, device=device, **kwargs)
+    hand.load_state_dict(reference.state_dict())
+    return reference, hand
+
+
+@requires_gpu
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_hand_lstm_on_cuda_matches_cudnn(num_layers: int, bidirectional: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    reference, hand = _pair("cuda", num_layers=num_layers, bidirectional=bidirectional)
+    x = torch.randn(20, 6, 16, device="cuda")
+    results = []
+    for model in (reference, hand):
+        xi = x.clone().requires_grad_()
+        out, (h, c) = model(xi)
+        (out.square().sum() + h.sum() + c.sum()).backward()
+        results.append([out, h, c, xi.grad, *(p.grad for p in model.parameters())])
+    for a, b in zip(*results):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+@requires_gpu
+def test_hand_lstm_on_cuda_packed_matches_cudnn() -> None:
+    reference, hand = _pair("cuda", bidirectional=True)
+    x = torch.randn(5, 10, 16, device="cuda")
+    lengths = torch.tensor([10, 9, 4, 4, 1])
+    outs = []
+    for model in (reference, hand):
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, (h, c) = model(packed)
+        (out.data.sum() + h.square().sum() + c.sum()).backward()
+        outs.append([out.data, h, c, *(p.grad for p in model.parameters())])
+    for a, b in zip(*outs):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+@requires_gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_hand_lstm_on_cuda_under_autocast_matches_cudnn(dtype: torch.dtype) -> None:
+    reference, hand = _pair("cuda", num_layers=2)
+    x = torch.randn(30, 8, 16, device="cuda")
+    outs = []
+    for model in (reference, hand):
+        with torch.autocast("cuda", dtype=dtype):
+            out, (h, c) = model(x)
+        out.float().sum().backward()
+        outs.append([out, h, c, model.weight_ih_l0.grad])
+    for a, b in zip(*outs):
+        assert b.dtype == a.dtype
+        scale = a.float().abs().max().clamp(min=1)
+        assert (b.float() - a.float()).abs().max() / scale < 3e-2
