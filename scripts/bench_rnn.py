@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from seqmodels.models import HandLSTM
+from seqmodels.models import HandLSTM, hand_lstm_cuda
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
@@ -72,6 +72,7 @@ def bench_shape(
     for mode, make in (("fwd+bwd", train_step), ("inference", infer_step)):
         fns = {"nn": make(reference), "hand": make(hand)}
         if device.type == "cuda":
+            fns["hand eager ops"] = uncompiled(make(hand))
             graphed = graph_variants(reference, hand, x, grad_out, mode)
             fns |= {name: fn for name, fn in graphed.items() if fn is not None}
         times: dict[str, list[float]] = {name: [] for name in fns}
@@ -82,12 +83,30 @@ def bench_shape(
             for name, fn in fns.items():  # interleaved, so drift hits both alike
                 times[name].append(measure(fn))
         results[mode] = (statistics.median(times["nn"]), statistics.median(times["hand"]))
+        if "hand eager ops" in times:
+            results[f"{mode} uncompiled"] = (
+                statistics.median(times["nn"]),
+                statistics.median(times["hand eager ops"]),
+            )
         if "nn graphed" in times and "hand graphed" in times:
             results[f"{mode} graphed"] = (
                 statistics.median(times["nn graphed"]),
                 statistics.median(times["hand graphed"]),
             )
     return results
+
+
+def uncompiled(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` with HandLSTM's CUDA steps run as separate eager kernels (no torch.compile)."""
+
+    def step() -> None:
+        hand_lstm_cuda.COMPILE = False
+        try:
+            fn()
+        finally:
+            hand_lstm_cuda.COMPILE = True
+
+    return step
 
 
 class OutputOnly(nn.Module):

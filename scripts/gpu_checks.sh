@@ -25,25 +25,8 @@ step pytest_gpu 150 $PY -m pytest -q -p no:cacheprovider tests/models/test_hand_
     tests/test_scale.py -k "cuda or gpu"
 step bench_rnn 120 $PY scripts/bench_rnn.py --device cuda
 
-curve() {  # the run's val/loss per epoch with seconds since the first logged step
-    $PY - "$1" <<'EOF'
-import sys
-from pathlib import Path
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-run = Path(sys.argv[1])
-acc = EventAccumulator(str(next(run.glob("tensorboard/**/events.out.tfevents.*")).parent))
-acc.Reload()
-start = acc.FirstEventTimestamp()
-hit, last = None, -1
-for e, w in zip(acc.Scalars("val/loss"), acc.Scalars("val/loss_windowed")):
-    if e.step <= last:  # the final metrics, logged again with the hparams
-        continue
-    last = e.step
-    print(f"step {e.step:6d}  {e.wall_time - start:7.1f} s  val/loss {e.value:.4f}  windowed {w.value:.4f}")
-    if hit is None and e.value <= 1.45:
-        hit = e.wall_time - start
-print("time to val/loss <= 1.45:", "not reached" if hit is None else f"{hit:.1f} s")
-EOF
+curve() {  # the run's val/loss per epoch, seconds since its start, time to 1.45
+    $PY scripts/val_curve.py "$1" --target 1.45
 }
 TAIL=4
 for precision in 32-true bf16-mixed 16-mixed; do

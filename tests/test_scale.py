@@ -20,8 +20,16 @@ from seqmodels.train import CONFIG_DIR, train, warn_if_resuming_elsewhere
 
 SWEEP_PLUGINS = ("optuna_sweeper", "joblib_launcher", "submitit_launcher")
 
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # no hydra_plugins namespace at all
+        return False
+
+
 requires_sweeps = pytest.mark.skipif(
-    not all(importlib.util.find_spec(f"hydra_plugins.hydra_{name}") for name in SWEEP_PLUGINS),
+    not all(_installed(f"hydra_plugins.hydra_{name}") for name in SWEEP_PLUGINS),
     reason="the sweeps extra is not installed (pip install -e '.[sweeps]')",
 )
 

@@ -64,6 +64,9 @@ def cell_backward(
 
 
 _compiled: dict[str, Callable] = {}
+# Whether HandLSTM's CUDA layer runs the fused, compiled kernels (False: the same functions
+# eagerly, ~8 kernels a step; scripts/bench_rnn.py times both).
+COMPILE = True
 
 
 def fused(name: str) -> Callable:
@@ -171,12 +174,14 @@ def cuda_lstm_layer(
     b_hh: Tensor | None,
     batch_sizes: Sequence[int],
     reverse: bool = False,
-    compiled: bool = True,
+    compiled: bool | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One layer-direction over packed rows ``x`` (no projection); returns ``out, h_n, c_n``.
 
-    ``compiled=False`` runs the same functions eagerly (any device; what the CPU tests use).
+    ``compiled=False`` runs the same functions eagerly (any device; what the CPU tests use);
+    ``None`` follows :data:`COMPILE`.
     """
+    compiled = COMPILE if compiled is None else compiled
     args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args):
         return CudaLSTMLayer.apply(*args, list(batch_sizes), reverse, compiled)

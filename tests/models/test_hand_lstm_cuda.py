@@ -74,8 +74,8 @@ def test_hand_lstm_on_cuda_matches_cudnn(num_layers: int, bidirectional: bool) -
         out, (h, c) = model(xi)
         (out.square().sum() + h.sum() + c.sum()).backward()
         results.append([out, h, c, xi.grad, *(p.grad for p in model.parameters())])
-    for a, b in zip(*results):
-        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    for a, b in zip(*results):  # float32 rounding over 2 layers x 20 steps: ~1e-5 in a few
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=5e-5)
 
 
 @requires_gpu
@@ -104,7 +104,9 @@ def test_hand_lstm_on_cuda_under_autocast_matches_cudnn(dtype: torch.dtype) -> N
             out, (h, c) = model(x)
         out.float().sum().backward()
         outs.append([out, h, c, model.weight_ih_l0.grad])
+    # cuDNN's LSTM runs in float16 under autocast whichever dtype autocast asks for (seen with
+    # torch 2.11 on an H200); HandLSTM runs in the dtype asked for.
+    assert all(t.dtype == dtype for t in outs[1][:3])
     for a, b in zip(*outs):
-        assert b.dtype == a.dtype
         scale = a.float().abs().max().clamp(min=1)
         assert (b.float() - a.float()).abs().max() / scale < 3e-2
