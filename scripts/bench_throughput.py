@@ -62,7 +62,7 @@ def make_config(task: str, model: str, device: str, data_dir: str) -> Any:
         "+trainer.enable_progress_bar=false",
         "+trainer.enable_checkpointing=false",
         "+trainer.enable_model_summary=false",
-        "+trainer.limit_val_batches=0",
+        "trainer.limit_val_batches=0",
     ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)

@@ -152,6 +152,9 @@ def main(cfg: DictConfig) -> float | None:
     with errors_reported(log):
         metrics = train(cfg)
         name = cfg.get("optimized_metric")
+        if name and name not in metrics and not any(k.startswith("val/") for k in metrics):
+            log.warning("%s: the run never validated, so there is no value to return", name)
+            return None
         if name and name not in metrics:
             raise ConfigError(
                 f"optimized_metric={name} is not a metric of this run; it has: "

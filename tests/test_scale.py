@@ -56,6 +56,7 @@ EXPERIMENTS = {
     "atis_bilstm": ("slot_filling", "atis", "bilstm"),
     "snips_bilstm": ("slot_filling", "snips", "bilstm"),
     "shakespeare_lstm": ("char_lm", "tinyshakespeare", "lstm"),
+    "shakespeare_best": ("char_lm", "tinyshakespeare", "lstm"),
 }
 
 

@@ -1,0 +1,59 @@
+"""Runs cut short, or without validation, train, checkpoint, test and finish cleanly."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import requires_data
+
+from seqmodels.train import train
+
+SHORT_RUNS = {
+    "max_steps within the first epoch": ["trainer.max_steps=2"],
+    "max_time": ["trainer.max_time=00:00:00:01", "trainer.max_epochs=1000"],
+    "fraction of the training batches": ["trainer.limit_train_batches=0.02"],
+    "validation twice an epoch": ["trainer.val_check_interval=0.5", "trainer.max_epochs=2"],
+    "no validation": ["trainer.limit_val_batches=0"],
+}
+TASKS = {"slot_filling": [], "char_lm": ["task=char_lm", "data.block_size=32"]}
+
+
+@requires_data
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("case", SHORT_RUNS)
+def test_short_run_finishes_with_checkpoints_and_test_metrics(
+    cfg_factory, tmp_path: Path, task: str, case: str, caplog
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        metrics = train(cfg_factory(*TASKS[task], *SHORT_RUNS[case]))
+    assert math.isfinite(metrics["test/loss"])
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    assert last.is_file()
+    assert "state_dict" in torch.load(last, weights_only=True)
+    if case == "no validation":
+        notes = [r.getMessage() for r in caplog.records if "validation is off" in r.getMessage()]
+        assert len(notes) == 1 and "early stopping" in notes[0]
+        assert list((tmp_path / "checkpoints").glob("epoch_*.ckpt"))  # the last epoch's
+
+
+@requires_data
+def test_cli_run_shorter_than_an_epoch_exits_cleanly(tmp_path: Path) -> None:
+    """The command from the issue: fewer steps than an epoch, no validation ever reached."""
+    from conftest import run_train_cli
+
+    result = run_train_cli(
+        "task=char_lm",
+        "model.hidden_size=16",
+        "trainer.max_steps=3",
+        "trainer.accelerator=cpu",
+        "callbacks.progress_bar=null",
+        f"hydra.run.dir={tmp_path}/run",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    assert "test/loss" in result.stdout + result.stderr
