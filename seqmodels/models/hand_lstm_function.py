@@ -8,6 +8,11 @@ Forward and backward share one idea, the *running state*: the ``h``/``c`` of the
 active at the current step. When fewer sequences are active than before, the ones that
 stopped hand their state to the final state; when more are active (the reverse direction
 walking back from each sequence's own last step), the new ones start from the initial state.
+
+The plain textbook step these fast paths are tested against, and the whole-layer recompute
+used for double backward, ``torch.func``, ``torch.compile``, ``torch.export`` and
+``torch.jit.trace``, are in :mod:`seqmodels.models.hand_lstm_reference`
+(``reference_step``, ``lstm_layer_reference``, ``layer_vjp``; re-exported here).
 """
 
 from __future__ import annotations
@@ -16,8 +21,21 @@ import platform
 from collections.abc import Callable, Sequence
 
 import torch
-from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch import Tensor, nn
+from torch.autograd import forward_ad
+from torch.autograd.function import FunctionCtx
+
+from seqmodels.models.hand_lstm_reference import layer_vjp, lstm_layer_reference, reference_step
+
+__all__ = [
+    "LSTMLayerFunction",
+    "layer_vjp",
+    "linear_by",
+    "lstm_forward",
+    "lstm_layer",
+    "lstm_layer_reference",
+    "reference_step",
+]
 
 Steps = list[tuple[int, int]]
 _X86_64 = platform.machine().lower() in ("x86_64", "amd64")
@@ -204,15 +222,21 @@ class LSTMLayerFunction(torch.autograd.Function):
         out, h_n, c_n, saved = lstm_forward(
             x, h0, c0, w_ih, w_hh, bias, w_hr, list(batch_sizes), reverse, True
         )
-        ctx.steps, ctx.reverse = _steps(batch_sizes, reverse), reverse
-        ctx.save_for_backward(h0, c0, w_ih, w_hh, w_hr, *saved)
+        ctx.batch_sizes, ctx.reverse = list(batch_sizes), reverse
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *saved)
         return out, h_n, c_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_out: Tensor, d_hn: Tensor, d_cn: Tensor) -> tuple[Tensor | None, ...]:
-        h0, c0, w_ih, w_hh, w_hr, xh, gates, cells, tanh_cells, hiddens = ctx.saved_tensors
-        steps = ctx.steps
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *saved = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient that is differentiable again
+            inputs = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+            grads = layer_vjp(
+                inputs, ctx.batch_sizes, ctx.reverse, (d_out, d_hn, d_cn), ctx.needs_input_grad[:8]
+            )
+            return *grads, None, None
+        xh, gates, cells, tanh_cells, hiddens = saved
+        steps = _steps(ctx.batch_sizes, ctx.reverse)
         c_prev_all = _previous(cells, c0, steps, ctx.reverse)
         d_gates = torch.empty_like(gates)
         d_h_all = xh.new_empty(xh.size(0), h0.size(1)) if w_hr is not None else None
@@ -256,6 +280,28 @@ class LSTMLayerFunction(torch.autograd.Function):
         return d_x, d_h0, d_c0, d_w_ih, d_w_hh, d_b, d_b_hh, d_w_hr, None, None
 
 
+_PLAIN = (Tensor, nn.Parameter)
+
+
+def _traced(args: Sequence[Tensor | None]) -> bool:
+    """Whether something other than eager autograd on plain tensors is looking at this call.
+
+    The fast path writes into preallocated buffers, calls oneDNN ops that have no batching,
+    forward-mode or meta rules, and is an autograd.Function with a hand-written backward:
+    ``torch.func`` transforms (vmap, grad, jvp, ...), forward-mode AD (``forward_ad``),
+    ``torch.compile`` / ``torch.export`` (dynamo, fake tensors), ``torch.jit.trace`` and
+    tensor subclasses all get the plain reference recurrence instead, made of ordinary ATen
+    ops that each of them supports (and that ``torch.compile`` fuses).
+    """
+    return (
+        torch._C._are_functorch_transforms_active()
+        or forward_ad._current_level >= 0
+        or torch.compiler.is_compiling()
+        or torch.jit.is_tracing()
+        or any(t is not None and type(t) not in _PLAIN for t in args)
+    )
+
+
 def lstm_layer(
     x: Tensor,
     h0: Tensor,
@@ -270,10 +316,13 @@ def lstm_layer(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One layer-direction over packed rows ``x``; returns ``out [N, P], h_n, c_n``.
 
-    Uses the autograd Function only when a gradient is needed; otherwise runs the bare
-    recurrence without keeping anything for a backward.
+    Eager, on plain tensors: the fast recurrence, through the autograd Function when a
+    gradient is needed, else bare (keeping nothing for a backward). Under a transform or tracer
+    (see :func:`_traced`): the plain differentiable :func:`lstm_layer_reference`.
     """
     args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    if _traced(args):
+        return lstm_layer_reference(*args, batch_sizes, reverse)
     with torch.autocast(x.device.type, enabled=False):
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args):
             return LSTMLayerFunction.apply(*args, batch_sizes, reverse)
