@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from seqmodels.models.hand_lstm_function import lstm_layer
+from seqmodels.models.hand_lstm_function import lstm_layer, reference_step
 
 State = tuple[Tensor, Tensor]
 
@@ -145,8 +145,14 @@ class HandLSTM(nn.Module):
         super().__setattr__(attr, value)
 
     def _update_flat_weights(self) -> None:
-        """``_flat_weights``: the current weight tensors (or None), in nn.LSTM's order."""
-        self._flat_weights = [getattr(self, n, None) for n in self._flat_weights_names]
+        """``_flat_weights``: the current weight tensors (or None), in nn.LSTM's order.
+
+        Reassigned only when one changed (a parametrization, ``functional_call``, ...).
+        """
+        current = [getattr(self, n, None) for n in self._flat_weights_names]
+        old = self.__dict__.get("_flat_weights")
+        if old is None or any(a is not b for a, b in zip(current, old, strict=True)):
+            self._flat_weights = current
 
     def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
         result = super()._apply(fn, recurse)
@@ -372,7 +378,11 @@ class HandLSTMCell(nn.Module):
             hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0)) if not is_batched else hx
         self._check(input, hx)
         weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None)
-        _, h, c = lstm_layer(input, hx[0], hx[1], *weights, [input.size(0)])
+        if hx[1].dtype == input.dtype or torch.is_autocast_enabled(input.device.type):
+            _, h, c = lstm_layer(input, hx[0], hx[1], *weights, [input.size(0)])
+        else:  # as ATen's lstm_cell: c of another dtype type-promotes c' = f c + i g (and h')
+            bias = self.bias_ih + self.bias_hh if self.bias else None
+            h, c = reference_step(input, hx[0], hx[1], self.weight_ih, self.weight_hh, bias)
         return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
 
     def _check(self, input: Tensor, hx: State) -> None:
@@ -394,4 +404,4 @@ class HandLSTMCell(nn.Module):
                     f"hidden{k} has inconsistent hidden_size: got {state.size(1)}, "
                     f"expected {self.hidden_size}"
                 )
-        _check_same_dtype([input, *hx], self.weight_ih)
+        _check_same_dtype([input, hx[0]], self.weight_ih)  # the matmul operands
