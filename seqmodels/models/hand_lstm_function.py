@@ -85,6 +85,7 @@ def _onednn_usable(weight: Tensor) -> bool:
         _X86_64
         and weight.is_cpu
         and weight.dtype == torch.float32
+        and weight.numel() > 0  # oneDNN has no empty primitive (an LSTMCell of hidden size 0)
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
@@ -229,7 +230,9 @@ class LSTMLayerFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, d_out: Tensor, d_hn: Tensor, d_cn: Tensor) -> tuple[Tensor | None, ...]:
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *saved = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: a gradient that is differentiable again
+        # create_graph=True (a gradient differentiable again) or batched gradients (vmap over
+        # the backward, e.g. autograd.grad(is_grads_batched=True)): autograd of the reference.
+        if torch.is_grad_enabled() or _batched(d_out, d_hn, d_cn):
             inputs = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
             grads = layer_vjp(
                 inputs, ctx.batch_sizes, ctx.reverse, (d_out, d_hn, d_cn), ctx.needs_input_grad[:8]
@@ -281,6 +284,17 @@ class LSTMLayerFunction(torch.autograd.Function):
 
 
 _PLAIN = (Tensor, nn.Parameter)
+
+
+def _batched(*grads: Tensor) -> bool:
+    """Whether a backward runs under vmap: torch.func's, or the legacy one that
+    ``autograd.grad(is_grads_batched=True)`` (and so ``gradcheck(check_batched_grad=True)``) uses.
+    """
+    functorch = torch._C._functorch
+    return torch._C._are_functorch_transforms_active() or any(
+        functorch.is_legacy_batchedtensor(g) or functorch.is_functorch_wrapped_tensor(g)
+        for g in grads
+    )
 
 
 def _traced(args: Sequence[Tensor | None]) -> bool:

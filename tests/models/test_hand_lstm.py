@@ -251,7 +251,7 @@ def test_gradcheck_layer_function(proj, batch_sizes, reverse):
         rand(size, hidden) if proj else None,  # w_hr
     )
     fn = lambda *a: LSTMLayerFunction.apply(*a, batch_sizes, reverse)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradcheck(fn, args, check_batched_grad=True)
 
 
 def test_backward_is_the_hand_written_function_not_autograd_over_the_loop():

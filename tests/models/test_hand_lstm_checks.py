@@ -211,3 +211,28 @@ def test_cell_with_float64_c_type_promotes_as_nn_lstm_cell():
     for e, a in zip(expected, actual, strict=True):
         assert a.dtype == e.dtype == F64
         torch.testing.assert_close(a, e, atol=1e-6, rtol=0)
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.nn.utils.weight_norm is deprecated")
+@pytest.mark.parametrize("name,proj_size", [("weight_ih_l0", 0), ("weight_hr_l0", 2)])
+def test_weight_norm_and_its_removal_in_flat_weights(name, proj_size):
+    """PyTorch's test_rnn_weight_norm: the normed weight leaves _flat_weights' Parameters."""
+    counts = []
+    for cls in (nn.LSTM, HandLSTM):
+        model = nn.utils.weight_norm(cls(IN, H, proj_size=proj_size), name=name)
+        normed = sum(isinstance(p, nn.Parameter) for p in model._flat_weights)
+        model(torch.randn(T, 2, IN))
+        model = nn.utils.remove_weight_norm(model, name=name)
+        restored = sum(isinstance(p, nn.Parameter) for p in model._flat_weights)
+        assert name in model._parameters and name + "_g" not in dict(model.named_parameters())
+        counts.append((normed, restored))
+    assert counts[0] == counts[1] == [(3, 4), (4, 5)][proj_size > 0]
+
+
+def test_cell_of_hidden_size_zero_as_nn_lstm_cell():
+    ref, hand = (cls(IN, 0) for cls in (nn.LSTMCell, HandLSTMCell))
+    x = torch.randn(2, IN, requires_grad=True)
+    for model in (ref, hand):
+        h, c = model(x)
+        assert h.shape == c.shape == (2, 0)
+        (h.sum() + c.sum()).backward()

@@ -126,7 +126,7 @@ def test_gradgradcheck_layer_function(proj, batch_sizes, reverse):
         rand(size, hidden) if proj else None,
     )
     fn = lambda *a: LSTMLayerFunction.apply(*a, batch_sizes, reverse)  # noqa: E731
-    assert torch.autograd.gradgradcheck(fn, args)
+    assert torch.autograd.gradgradcheck(fn, args, check_batched_grad=True)
 
 
 def test_gradgradcheck_cell():
@@ -139,4 +139,4 @@ def test_gradgradcheck_cell():
         params = dict(zip(["weight_ih", "weight_hh", "bias_ih", "bias_hh"], weights, strict=True))
         return torch.func.functional_call(cell, params, (x, (h, c)))
 
-    assert torch.autograd.gradgradcheck(fn, (x, *hx, *cell.parameters()))
+    assert torch.autograd.gradgradcheck(fn, (x, *hx, *cell.parameters()), check_batched_grad=True)
