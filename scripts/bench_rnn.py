@@ -34,10 +34,8 @@ def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     return measure
 
 
-def bench_shape(
-    args: argparse.Namespace, num_layers: int, bidirectional: bool
-) -> dict[str, tuple[float, float]]:
-    """Median milliseconds ``{mode: (nn, hand)}`` for one shape."""
+def _models(args: argparse.Namespace, num_layers: int, bidirectional: bool) -> tuple:
+    """nn.LSTM and HandLSTM with the same weights, an input and an output gradient."""
     device = torch.device(args.device)
     torch.manual_seed(0)
     kwargs = {"num_layers": num_layers, "bidirectional": bidirectional, "device": device}
@@ -48,6 +46,13 @@ def bench_shape(
     grad_out = torch.randn(
         args.steps, args.batch, args.hidden * (2 if bidirectional else 1), device=device
     )
+    return reference, hand, x, grad_out
+
+
+def _steps(
+    reference: nn.Module, hand: nn.Module, x: torch.Tensor, grad_out: torch.Tensor
+) -> dict[str, dict[str, Callable[[], None]]]:
+    """``{mode: {"nn": fn, "hand": fn}}``: one training step and one inference call each."""
 
     def train_step(model: nn.Module) -> Callable[[], None]:
         def step() -> None:
@@ -63,10 +68,19 @@ def bench_shape(
 
         return step
 
-    measure = _timer(device)
+    return {
+        mode: {"nn": make(reference), "hand": make(hand)}
+        for mode, make in (("fwd+bwd", train_step), ("inference", infer_step))
+    }
+
+
+def bench_shape(
+    args: argparse.Namespace, num_layers: int, bidirectional: bool
+) -> dict[str, tuple[float, float]]:
+    """Median milliseconds ``{mode: (nn, hand)}`` for one shape."""
+    measure = _timer(torch.device(args.device))
     results = {}
-    for mode, make in (("fwd+bwd", train_step), ("inference", infer_step)):
-        fns = {"nn": make(reference), "hand": make(hand)}
+    for mode, fns in _steps(*_models(args, num_layers, bidirectional)).items():
         times: dict[str, list[float]] = {"nn": [], "hand": []}
         for _ in range(args.warmup):
             for fn in fns.values():
@@ -78,6 +92,39 @@ def bench_shape(
     return results
 
 
+GEMMS = ("mkldnn::_linear_pointwise", "aten::mm", "aten::addmm", "aten::bmm")
+
+
+def profile_shape(args: argparse.Namespace, num_layers: int, bidirectional: bool) -> None:
+    """Where the time goes: self CPU time per op (torch.profiler), per call of each model.
+
+    The profiler adds ~1-2 us to every op it records, so many small ops look costlier than
+    they are; the wall-clock medians above are the numbers to compare.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    runs = max(args.repeats // 4, 1)
+    for mode, fns in _steps(*_models(args, num_layers, bidirectional)).items():
+        for name, fn in fns.items():
+            for _ in range(max(args.warmup, 1)):
+                fn()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(runs):
+                    fn()
+            events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+            events.sort(key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in events) / runs / 1e3
+            gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMMS) / runs / 1e3
+            print(
+                f"\n{name} {mode}, L={num_layers}{',bi' if bidirectional else ''}: "
+                f"{total:.2f} ms profiled per call, of which GEMMs {gemm:.2f} ms"
+            )
+            print(f"  {'op':<40} {'calls':>7} {'self ms':>9}")
+            for e in events[: args.profile]:
+                ms = e.self_cpu_time_total / runs / 1e3
+                print(f"  {e.key:<40} {e.count // runs:>7} {ms:>9.2f}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -87,6 +134,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print the N costliest ops of each model (torch.profiler), per shape and mode",
+    )
     args = parser.parse_args(argv)
 
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
@@ -98,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         for mode, (ref_ms, hand_ms) in bench_shape(args, num_layers, bidirectional).items():
             rows.append((name, mode, ref_ms, hand_ms, hand_ms / ref_ms))
+        if args.profile:
+            profile_shape(args, num_layers, bidirectional)
 
     header = f"{'shape':<34} {'mode':<10} {'nn ms':>9} {'hand ms':>9} {'hand/nn':>8}"
     print(header)

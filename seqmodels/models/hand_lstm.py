@@ -249,8 +249,9 @@ class HandLSTM(nn.Module):
         packed = isinstance(input, PackedSequence)
         if packed:
             x, batch_sizes, sorted_indices, unsorted_indices = input
+            tracing = torch.jit.is_tracing()  # keep sizes as traced tensors, as nn.LSTM does
             if hx is None:
-                hx = self._zero_state(x, int(batch_sizes[0]))
+                hx = self._zero_state(x, batch_sizes[0] if tracing else int(batch_sizes[0]))
             else:  # nn.LSTM checks this only unpacked (packed, it can pass silently)
                 for k, cell in ((0, False), (1, True)):
                     expected = self.get_expected_hidden_size(x, batch_sizes, cell)
@@ -260,7 +261,7 @@ class HandLSTM(nn.Module):
                         )
                 hx = self.permute_hidden(hx, sorted_indices)
             _check_same_dtype([x, *hx], self.weight_ih_l0)
-            steps = batch_sizes.tolist()
+            steps = batch_sizes if tracing else batch_sizes.tolist()
         else:
             if input.dim() not in (2, 3):
                 raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
@@ -288,9 +289,9 @@ class HandLSTM(nn.Module):
                 raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
             if self.batch_first:
                 x = x.transpose(0, 1)
-            seq_len, batch = x.shape[:2]
-            steps = [batch] * seq_len
-            x = x.reshape(seq_len * batch, x.size(2))  # time-major rows
+            seq_len, batch = x.shape[:2]  # under torch.jit.trace: traced 0-dim tensors
+            steps = torch.full((seq_len,), batch) if torch.jit.is_tracing() else [batch] * seq_len
+            x = x.flatten(0, 1)  # time-major rows
 
         out, h_n, c_n = self._run(x, hx, steps)
 
@@ -304,7 +305,9 @@ class HandLSTM(nn.Module):
             return output.squeeze(batch_dim), (h_n.squeeze(1), c_n.squeeze(1))
         return output, (h_n, c_n)
 
-    def _run(self, x: Tensor, hx: State, batch_sizes: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+    def _run(
+        self, x: Tensor, hx: State, batch_sizes: list[int] | Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """All layers and directions over packed rows ``x``; returns ``out, h_n, c_n``."""
         x, h0, c0 = _autocast([x, *hx], x.device.type)
         num_directions = 2 if self.bidirectional else 1

@@ -25,7 +25,12 @@ from torch import Tensor, nn
 from torch.autograd import forward_ad
 from torch.autograd.function import FunctionCtx
 
-from seqmodels.models.hand_lstm_reference import layer_vjp, lstm_layer_reference, reference_step
+from seqmodels.models.hand_lstm_reference import (
+    layer_vjp,
+    lstm_layer_reference,
+    lstm_layer_traceable,
+    reference_step,
+)
 
 __all__ = [
     "LSTMLayerFunction",
@@ -34,6 +39,7 @@ __all__ = [
     "lstm_forward",
     "lstm_layer",
     "lstm_layer_reference",
+    "lstm_layer_traceable",
     "reference_step",
 ]
 
@@ -303,15 +309,14 @@ def _traced(args: Sequence[Tensor | None]) -> bool:
     The fast path writes into preallocated buffers, calls oneDNN ops that have no batching,
     forward-mode or meta rules, and is an autograd.Function with a hand-written backward:
     ``torch.func`` transforms (vmap, grad, jvp, ...), forward-mode AD (``forward_ad``),
-    ``torch.compile`` / ``torch.export`` (dynamo, fake tensors), ``torch.jit.trace`` and
-    tensor subclasses all get the plain reference recurrence instead, made of ordinary ATen
-    ops that each of them supports (and that ``torch.compile`` fuses).
+    ``torch.compile`` / ``torch.export`` (dynamo, fake tensors) and tensor subclasses all get
+    the plain reference recurrence instead, made of ordinary ATen ops that each of them
+    supports (and that ``torch.compile`` fuses). ``torch.jit.trace`` gets it scripted.
     """
     return (
         torch._C._are_functorch_transforms_active()
         or forward_ad._current_level >= 0
         or torch.compiler.is_compiling()
-        or torch.jit.is_tracing()
         or any(t is not None and type(t) not in _PLAIN for t in args)
     )
 
@@ -331,12 +336,18 @@ def lstm_layer(
     """One layer-direction over packed rows ``x``; returns ``out [N, P], h_n, c_n``.
 
     Eager, on plain tensors: the fast recurrence, through the autograd Function when a
-    gradient is needed, else bare (keeping nothing for a backward). Under a transform or tracer
-    (see :func:`_traced`): the plain differentiable :func:`lstm_layer_reference`.
+    gradient is needed, else bare (keeping nothing for a backward). Under a transform or
+    compiler (see :func:`_traced`): the plain differentiable :func:`lstm_layer_reference`;
+    under ``torch.jit.trace`` the same, scripted (:func:`lstm_layer_traceable`).
+    ``batch_sizes`` may be a tensor only under ``torch.jit.trace``.
     """
     args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    if torch.jit.is_tracing():  # a scripted loop: the trace keeps working for other shapes
+        if not isinstance(batch_sizes, Tensor):  # e.g. [input.size(0)], a traced 0-dim tensor
+            batch_sizes = torch.stack([torch.as_tensor(s) for s in batch_sizes])
+        return lstm_layer_traceable(*args, batch_sizes, reverse)
     if _traced(args):
-        return lstm_layer_reference(*args, batch_sizes, reverse)
+        return lstm_layer_reference(*args, list(batch_sizes), reverse)
     with torch.autocast(x.device.type, enabled=False):
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args):
             return LSTMLayerFunction.apply(*args, batch_sizes, reverse)

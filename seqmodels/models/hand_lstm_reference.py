@@ -14,6 +14,7 @@ Nothing here is tuned for speed; every line is an equation.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -51,7 +52,7 @@ def lstm_layer_reference(
     b_ih: Tensor | None,
     b_hh: Tensor | None,
     w_hr: Tensor | None,
-    batch_sizes: Sequence[int],
+    batch_sizes: list[int],
     reverse: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One layer-direction of :func:`reference_step` over packed rows; ``out [N, P], h_n, c_n``.
@@ -60,32 +61,86 @@ def lstm_layer_reference(
     the rows of step ``t`` are the next ``batch_sizes[t]`` rows of ``x`` (the sequences still
     running, longest first). Walking forward, the running state sheds the rows of sequences
     that ended (they are their final state); walking backward (``reverse``), it gains the rows
-    of sequences that start (from their initial state).
+    of sequences that start (from their initial state). Written in the subset of Python that
+    TorchScript compiles, for :func:`lstm_layer_traceable`.
     """
-    sizes = [int(s) for s in batch_sizes]
-    xs = list(x.split(sizes))
-    order = range(len(sizes) - 1, -1, -1) if reverse else range(len(sizes))
-    bias = b_ih + b_hh if b_ih is not None else None
-    first = sizes[order[0]]
+    steps = len(batch_sizes)
+    starts = [0]  # starts[t]: the first row of step t
+    for size in batch_sizes:
+        starts.append(starts[-1] + size)
+    bias: Tensor | None = None
+    if b_ih is not None and b_hh is not None:
+        bias = b_ih + b_hh
+    first = batch_sizes[steps - 1] if reverse else batch_sizes[0]
     h, c = h0[:first], c0[:first]
     ended_h: list[Tensor] = []  # final states of sequences that stopped, last rows first
     ended_c: list[Tensor] = []
-    outs: list[Tensor] = [x] * len(sizes)
-    for t in order:
-        n, bs = h.size(0), sizes[t]
+    outs: list[Tensor] = []
+    for k in range(steps):
+        t = steps - 1 - k if reverse else k
+        n, bs = h.size(0), batch_sizes[t]
         if bs < n:  # sequences bs..n-1 ended at the previous step
             ended_h.append(h[bs:])
             ended_c.append(c[bs:])
             h, c = h[:bs], c[:bs]
         elif bs > n:  # sequences n..bs-1 start here (reverse direction)
             h, c = torch.cat([h, h0[n:bs]]), torch.cat([c, c0[n:bs]])
-        h, c = reference_step(xs[t], h, c, w_ih, w_hh, bias)
+        h, c = reference_step(x[starts[t] : starts[t + 1]], h, c, w_ih, w_hh, bias)
         if w_hr is not None:
             h = h @ w_hr.t()  # projection      h_t = W_hr (o_t tanh(c_t))
-        outs[t] = h
-    h_n = torch.cat([h, *ended_h[::-1]]) if ended_h else h
-    c_n = torch.cat([c, *ended_c[::-1]]) if ended_c else c
-    return torch.cat(outs), h_n, c_n
+        outs.append(h)
+    if reverse:
+        outs.reverse()  # back to time order
+    ended_h.append(h)
+    ended_c.append(c)
+    ended_h.reverse()
+    ended_c.reverse()
+    return torch.cat(outs), torch.cat(ended_h), torch.cat(ended_c)
+
+
+def _traceable(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_hr: Tensor | None,
+    batch_sizes: Tensor,
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    sizes: list[int] = batch_sizes.tolist()
+    return lstm_layer_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, sizes, reverse)
+
+
+_scripted: list[torch.jit.ScriptFunction] = []
+
+
+def lstm_layer_traceable(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    w_hr: Tensor | None,
+    batch_sizes: Tensor,
+    reverse: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`lstm_layer_reference` compiled by TorchScript, for ``torch.jit.trace``.
+
+    Tracing records the ops a Python loop runs, so a traced Python recurrence would be fixed to
+    the traced sequence length and batch. A scripted call is recorded as one node that keeps
+    its loop, taking ``batch_sizes`` as a tensor, so the trace (like one of nn.LSTM, whose
+    ``aten::lstm`` is one node) runs other lengths and batch sizes too.
+    """
+    if not _scripted:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated
+            _scripted.append(torch.jit.script(_traceable))
+    return _scripted[0](x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
 
 
 def layer_vjp(

@@ -17,6 +17,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated"),
     pytest.mark.filterwarnings("ignore:`torch.jit.trace_method` is deprecated"),
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated"),
 ]
 
 
@@ -70,13 +71,55 @@ def test_export_of_cell_matches_nn_lstm_cell():
     _close(ref(x, hx), torch.export.export(hand, (x, hx)).module()(x, hx))
 
 
-def test_jit_trace_matches_nn_lstm_at_the_traced_shape():
+@pytest.mark.parametrize("shape", [(B, T, IN), (B + 2, T + 3, IN), (1, 1, IN)])
+def test_jit_trace_runs_other_shapes_as_nn_lstm(shape):
+    """The trace keeps the recurrence as one scripted node (as nn.LSTM's aten::lstm), so a
+    module traced at one shape runs at others, forward and backward."""
     ref, hand = _pair()
-    x = torch.randn(B, T, IN)
-    traced = torch.jit.trace(hand, (x,))
-    _close(ref(x), traced(x))
-    y = torch.randn(B, T, IN)
-    _close(ref(y), traced(y))
+    traced = [torch.jit.trace(m, (torch.randn(B, T, IN),)) for m in (ref, hand)]
+    x = torch.randn(shape)
+    results = []
+    for model, trace in zip((ref, hand), traced, strict=True):
+        leaf = x.clone().requires_grad_()
+        out, state = trace(leaf)
+        (out.pow(2).sum() + state.sum()).backward()
+        results.append([out, state, leaf.grad])
+        torch.testing.assert_close(out, model(x)[0], atol=1e-5, rtol=0)
+    _close(*results)
+
+
+class PackedEncoder(nn.Module):
+    """As PyTorch's test_rnn_trace_override: pack, run, pad, with the lengths an input."""
+
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+        return nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0])[0]
+
+
+def test_jit_trace_of_packed_input_runs_other_lengths():
+    torch.manual_seed(0)
+    ref = nn.LSTM(IN, H, num_layers=2, bidirectional=True)
+    hand = HandLSTM(IN, H, num_layers=2, bidirectional=True)
+    hand.load_state_dict(ref.state_dict())
+    x = torch.randn(T, 4, IN)
+    traced = torch.jit.trace(PackedEncoder(hand), (x, torch.tensor([5, 3, 2, 1])))
+    for lengths in ([5, 3, 2, 1], [2, 5, 5, 4]):
+        lengths = torch.tensor(lengths)
+        _close([PackedEncoder(ref)(x, lengths)], [traced(x, lengths)])
+
+
+def test_jit_trace_of_cell_runs_other_batch_sizes():
+    torch.manual_seed(0)
+    ref, hand = nn.LSTMCell(IN, H), HandLSTMCell(IN, H)
+    hand.load_state_dict(ref.state_dict())
+    traced = torch.jit.trace(hand, (torch.randn(B, IN), (torch.randn(B, H), torch.randn(B, H))))
+    for batch in (B, 5):
+        x, hx = torch.randn(batch, IN), (torch.randn(batch, H), torch.randn(batch, H))
+        _close(ref(x, hx), traced(x, hx))
 
 
 @pytest.mark.skipif(
