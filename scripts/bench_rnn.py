@@ -5,6 +5,8 @@ For each shape it times forward+backward (training) and forward under ``torch.in
 hand/nn. The last line is the forward+backward ratio of the first shape.
 
     python scripts/bench_rnn.py                 # CPU, B=64, T=100, I=128, H=256
+    python scripts/bench_rnn.py --threads 1     # one thread (steadier on a shared machine)
+    python scripts/bench_rnn.py --profile 12    # and the 12 costliest ops of each model
     python scripts/bench_rnn.py --device cuda
 """
 
@@ -135,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument(
+        "--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)"
+    )
+    parser.add_argument(
         "--profile",
         type=int,
         default=0,
@@ -143,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
     shapes = [(1, False), (2, True)]
     rows = []

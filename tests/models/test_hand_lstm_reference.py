@@ -100,3 +100,18 @@ def test_fast_layer_matches_reference(dtype, atol, proj, reverse, grad):
         results.append(outs)
     for e, a in zip(*results, strict=True):
         torch.testing.assert_close(a, e, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fast_layer_matches_reference_with_one_and_two_threads(threads):
+    """tanh(c) is ATen's tanh on one thread and 2 σ(2c) - 1 on several (_tanh)."""
+    batch_sizes = [64, 64, 30]
+    args = _layer_args(batch_sizes, False, torch.float32)
+    expected = lstm_layer_reference(*args, batch_sizes)
+    torch.set_num_threads(threads)
+    try:
+        actual = lstm_layer(*args, batch_sizes)
+    finally:
+        torch.set_num_threads(1)
+    for e, a in zip(expected, actual, strict=True):
+        torch.testing.assert_close(a, e, atol=1e-5, rtol=0)
