@@ -7,6 +7,7 @@ hand/nn. The last line is the forward+backward ratio of the first shape.
     python scripts/bench_rnn.py                 # CPU, B=64, T=100, I=128, H=256
     python scripts/bench_rnn.py --threads 1     # one thread (steadier on a shared machine)
     python scripts/bench_rnn.py --profile 12    # and the 12 costliest ops of each model
+    python scripts/bench_rnn.py --floor         # and HandLSTM's GEMMs alone (its floor)
     python scripts/bench_rnn.py --device cuda
 """
 
@@ -94,6 +95,39 @@ def bench_shape(
     return results
 
 
+def floor_shape(args: argparse.Namespace) -> tuple[float, float, float]:
+    """Inference medians (ms) of nn.LSTM, HandLSTM, and HandLSTM's per-step GEMMs alone.
+
+    One layer: the GEMMs are the ``T`` products ``σ([x_t, h_{t-1}] [W_ih | W_hh]^T + b)`` that
+    HandLSTM runs (oneDNN, prepacked weights, fused sigmoid), on the same shapes, without any
+    of the element-wise work between them: a floor for this design.
+    """
+    from seqmodels.models.hand_lstm_function import linear_by
+
+    reference, hand, x, _ = _models(args, 1, False)
+    weight = torch.cat([reference.weight_ih_l0, reference.weight_hh_l0], 1).detach()
+    bias = (reference.bias_ih_l0 + reference.bias_hh_l0).detach()
+    rows = torch.randn(args.steps, args.batch, weight.size(1), device=x.device)
+
+    def gemms() -> None:
+        with torch.inference_mode():
+            product = linear_by(weight, bias, sigmoid=True)
+            for xh_t in rows:
+                product(xh_t)
+
+    fns = {**_steps(reference, hand, x, x)["inference"], "gemms": gemms}
+    measure = _timer(torch.device(args.device))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(args.warmup):
+        for fn in fns.values():
+            fn()
+    for _ in range(args.repeats):
+        for name, fn in fns.items():
+            times[name].append(measure(fn))
+    nn_ms, hand_ms, gemm_ms = (statistics.median(times[k]) for k in ("nn", "hand", "gemms"))
+    return nn_ms, hand_ms, gemm_ms
+
+
 GEMMS = ("mkldnn::_linear_pointwise", "aten::mm", "aten::addmm", "aten::bmm")
 
 
@@ -137,6 +171,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time HandLSTM's per-step GEMMs alone (1 layer, inference) against both",
+    )
+    parser.add_argument(
         "--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)"
     )
     parser.add_argument(
@@ -167,6 +206,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("-" * len(header))
     for name, mode, ref_ms, hand_ms, ratio in rows:
         print(f"{name:<34} {mode:<10} {ref_ms:>9.2f} {hand_ms:>9.2f} {ratio:>8.2f}")
+    if args.floor:
+        nn_ms, hand_ms, gemm_ms = floor_shape(args)
+        print(
+            f"\nfloor, 1 layer inference: nn {nn_ms:.2f} ms, hand {hand_ms:.2f} ms, hand's "
+            f"{args.steps} GEMMs alone {gemm_ms:.2f} ms = {gemm_ms / nn_ms:.2f} x nn"
+        )
     print()
     for name, mode, _, _, ratio in rows[1:] + rows[:1]:  # the first shape's fwd+bwd goes last
         print(f"ratio {mode} hand/nn ({name}): {ratio:.2f}")

@@ -396,9 +396,12 @@ def test_bench_script_prints_ratio_line(capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     sizes = ["--batch", "2", "--steps", "3", "--input", "3", "--hidden", "4"]
-    bench.main([*sizes, "--warmup", "0", "--repeats", "1", "--profile", "3", "--threads", "1"])
+    bench.main(
+        [*sizes, "--warmup", "0", "--repeats", "1", "--profile", "3", "--threads", "1", "--floor"]
+    )
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
     assert last.startswith("ratio fwd+bwd hand/nn (B=2,T=3,I=3,H=4,L=1): ")
     float(last.rsplit(":", 1)[1])
     assert "hand inference, L=1: " in out and "of which GEMMs" in out  # the --profile tables
+    assert "GEMMs alone" in out  # --floor
