@@ -20,12 +20,14 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from seqmodels.models import HandLSTM, HandLSTMCell
 
 pytest.importorskip("expecttest", reason="torch.testing._internal needs expecttest (dev extra)")
-_mutable = torch.backends.__allow_nonbracketed_mutation_flag
+_frozen = torch.backends.flags_frozen()
 from torch.testing._internal import common_modules, common_utils  # noqa: E402
 
-# Importing common_utils forbids setting torch.backends flags outside a `flags()` block (its
-# own test-suite rule); Lightning sets cudnn.benchmark, so the rest of our suite needs it back.
-torch.backends.__allow_nonbracketed_mutation_flag = _mutable
+# Importing common_utils calls torch.backends.disable_global_flags() (PyTorch's own test-suite
+# rule: flags only inside `flags()` blocks). Lightning sets cudnn.benchmark in the Trainer, so
+# the rest of this test session needs the flags settable again: undo it where torch keeps it.
+torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = not _frozen
+assert torch.backends.flags_frozen() == _frozen
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 
 HAND = {nn.LSTM: HandLSTM, nn.LSTMCell: HandLSTMCell}
