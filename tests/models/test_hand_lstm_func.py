@@ -151,3 +151,20 @@ def test_vmap_over_cell_and_func_grad_of_cell():
 
     expected = grad(loss(ref))(dict(ref.named_parameters()), x)
     _close(expected, grad(loss(hand))(dict(hand.named_parameters()), x))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_vmap_grad_on_cuda_gives_per_sample_gradients_of_nn_lstm():
+    torch.manual_seed(0)
+    ref = nn.LSTM(IN, H, dtype=F64, device="cuda", **KWARGS)
+    hand = HandLSTM(IN, H, dtype=F64, device="cuda", **KWARGS)
+    hand.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, IN, dtype=F64, device="cuda")
+
+    def sample_loss(model):
+        return lambda p, x_i: _loss(model)(p, x_i.unsqueeze(1))
+
+    per_sample = vmap(grad(sample_loss(hand)), in_dims=(None, 1))(dict(hand.named_parameters()), x)
+    for b in range(B):
+        expected = grad(sample_loss(ref))(dict(ref.named_parameters()), x[:, b])
+        _close(expected, {n: g[b] for n, g in per_sample.items()})

@@ -29,7 +29,8 @@ def _gradient_penalty_grads(model, x, hx, packed):
     inputs = pack_padded_sequence(x, torch.tensor([5, 3, 2])) if packed else x
     out, (h, c) = model(inputs, hx) if hx is not None else model(inputs)
     out = out.data if isinstance(out, PackedSequence) else out
-    loss = (out**2).sum() + (h * torch.linspace(-1, 1, h.size(-1), dtype=F64)).sum() + c.sum()
+    weights = torch.linspace(-1, 1, h.size(-1), dtype=F64, device=h.device)
+    loss = (out**2).sum() + (h * weights).sum() + c.sum()
     leaves = [x, *(hx or ()), *model.parameters()]
     first = torch.autograd.grad(loss, leaves, create_graph=True)
     penalty = sum((g**2).sum() for g in first)
@@ -140,3 +141,18 @@ def test_gradgradcheck_cell():
         return torch.func.functional_call(cell, params, (x, (h, c)))
 
     assert torch.autograd.gradgradcheck(fn, (x, *hx, *cell.parameters()), check_batched_grad=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_second_order_gradients_on_cuda_match_nn_lstm_without_cudnn():
+    """cuDNN's LSTM has no double backward, so nn.LSTM runs ATen's decomposition here."""
+    kwargs = dict(num_layers=2, bidirectional=True, dtype=F64, device="cuda")
+    torch.manual_seed(0)
+    ref, hand = nn.LSTM(IN, H, **kwargs), HandLSTM(IN, H, **kwargs)
+    hand.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, IN, dtype=F64, device="cuda")
+    with torch.backends.cudnn.flags(enabled=False):
+        expected = _gradient_penalty_grads(ref, x, None, packed=True)
+    actual = _gradient_penalty_grads(hand, x, None, packed=True)
+    for e, a in zip(expected, actual, strict=True):
+        torch.testing.assert_close(a, e, atol=1e-10, rtol=0)
