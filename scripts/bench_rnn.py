@@ -5,11 +5,15 @@ For each shape it times forward+backward (training) and forward under ``torch.in
 hand/nn. The last line is the forward+backward ratio of the first shape.
 
     python scripts/bench_rnn.py                 # CPU, B=64, T=100, I=128, H=256
+    python scripts/bench_rnn.py --threads 1     # one thread (steadier on a shared machine)
+    python scripts/bench_rnn.py --profile 12    # and the 12 costliest ops of each model
+    python scripts/bench_rnn.py --floor         # and HandLSTM's GEMMs alone (its floor)
     python scripts/bench_rnn.py --device cuda   # + fastrnns' H=512 shape, + CUDA graphs
 
-On CUDA two more rows per shape replay each model's whole forward (and backward) as one CUDA
-graph (``torch.cuda.make_graphed_callables``), which removes the per-step launch cost that
-bounds HandLSTM's per-step kernels there; the graphed nn.LSTM row is the fair reference.
+On CUDA more rows per shape: HandLSTM with its per-step kernels run eagerly (no torch.compile),
+and each model's whole forward (and backward) replayed as one CUDA graph
+(``torch.cuda.make_graphed_callables``), which removes the per-step launch cost that bounds
+HandLSTM there; the graphed nn.LSTM row is the fair reference for the graphed HandLSTM.
 """
 
 from __future__ import annotations
@@ -38,10 +42,8 @@ def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
     return measure
 
 
-def bench_shape(
-    args: argparse.Namespace, num_layers: int, bidirectional: bool
-) -> dict[str, tuple[float, float]]:
-    """Median milliseconds ``{mode: (nn, hand)}`` for one shape."""
+def _models(args: argparse.Namespace, num_layers: int, bidirectional: bool) -> tuple:
+    """nn.LSTM and HandLSTM with the same weights, an input and an output gradient."""
     device = torch.device(args.device)
     torch.manual_seed(0)
     kwargs = {"num_layers": num_layers, "bidirectional": bidirectional, "device": device}
@@ -52,6 +54,13 @@ def bench_shape(
     grad_out = torch.randn(
         args.steps, args.batch, args.hidden * (2 if bidirectional else 1), device=device
     )
+    return reference, hand, x, grad_out
+
+
+def _steps(
+    reference: nn.Module, hand: nn.Module, x: torch.Tensor, grad_out: torch.Tensor
+) -> dict[str, dict[str, Callable[[], None]]]:
+    """``{mode: {"nn": fn, "hand": fn}}``: one training step and one inference call each."""
 
     def train_step(model: nn.Module) -> Callable[[], None]:
         def step() -> None:
@@ -67,13 +76,23 @@ def bench_shape(
 
         return step
 
-    measure = _timer(device)
+    return {
+        mode: {"nn": make(reference), "hand": make(hand)}
+        for mode, make in (("fwd+bwd", train_step), ("inference", infer_step))
+    }
+
+
+def bench_shape(
+    args: argparse.Namespace, num_layers: int, bidirectional: bool
+) -> dict[str, tuple[float, float]]:
+    """Median milliseconds ``{mode: (nn, hand)}`` for one shape."""
+    measure = _timer(torch.device(args.device))
     results = {}
-    for mode, make in (("fwd+bwd", train_step), ("inference", infer_step)):
-        fns = {"nn": make(reference), "hand": make(hand)}
-        if device.type == "cuda":
-            fns["hand eager ops"] = uncompiled(make(hand))
-            graphed = graph_variants(reference, hand, x, grad_out, mode)
+    models = _models(args, num_layers, bidirectional)
+    for mode, fns in _steps(*models).items():
+        if args.device == "cuda":
+            fns["hand eager ops"] = uncompiled(fns["hand"])
+            graphed = graph_variants(*models, mode)
             fns |= {name: fn for name, fn in graphed.items() if fn is not None}
         times: dict[str, list[float]] = {name: [] for name in fns}
         for _ in range(args.warmup):
@@ -82,17 +101,12 @@ def bench_shape(
         for _ in range(args.repeats):
             for name, fn in fns.items():  # interleaved, so drift hits both alike
                 times[name].append(measure(fn))
-        results[mode] = (statistics.median(times["nn"]), statistics.median(times["hand"]))
-        if "hand eager ops" in times:
-            results[f"{mode} uncompiled"] = (
-                statistics.median(times["nn"]),
-                statistics.median(times["hand eager ops"]),
-            )
-        if "nn graphed" in times and "hand graphed" in times:
-            results[f"{mode} graphed"] = (
-                statistics.median(times["nn graphed"]),
-                statistics.median(times["hand graphed"]),
-            )
+        median = {name: statistics.median(t) for name, t in times.items()}
+        results[mode] = (median["nn"], median["hand"])
+        if "hand eager ops" in median:
+            results[f"{mode} uncompiled"] = (median["nn"], median["hand eager ops"])
+        if "nn graphed" in median and "hand graphed" in median:
+            results[f"{mode} graphed"] = (median["nn graphed"], median["hand graphed"])
     return results
 
 
@@ -157,6 +171,72 @@ def _graphed(
     return graph.replay
 
 
+def floor_shape(args: argparse.Namespace) -> tuple[float, float, float]:
+    """Inference medians (ms) of nn.LSTM, HandLSTM, and HandLSTM's per-step GEMMs alone.
+
+    One layer: the GEMMs are the ``T`` products ``σ([x_t, h_{t-1}] [W_ih | W_hh]^T + b)`` that
+    HandLSTM runs (oneDNN, prepacked weights, fused sigmoid), on the same shapes, without any
+    of the element-wise work between them: a floor for this design.
+    """
+    from seqmodels.models.hand_lstm_function import linear_by
+
+    reference, hand, x, _ = _models(args, 1, False)
+    weight = torch.cat([reference.weight_ih_l0, reference.weight_hh_l0], 1).detach()
+    bias = (reference.bias_ih_l0 + reference.bias_hh_l0).detach()
+    rows = torch.randn(args.steps, args.batch, weight.size(1), device=x.device)
+
+    def gemms() -> None:
+        with torch.inference_mode():
+            product = linear_by(weight, bias, sigmoid=True)
+            for xh_t in rows:
+                product(xh_t)
+
+    fns = {**_steps(reference, hand, x, x)["inference"], "gemms": gemms}
+    measure = _timer(torch.device(args.device))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(args.warmup):
+        for fn in fns.values():
+            fn()
+    for _ in range(args.repeats):
+        for name, fn in fns.items():
+            times[name].append(measure(fn))
+    nn_ms, hand_ms, gemm_ms = (statistics.median(times[k]) for k in ("nn", "hand", "gemms"))
+    return nn_ms, hand_ms, gemm_ms
+
+
+GEMMS = ("mkldnn::_linear_pointwise", "aten::mm", "aten::addmm", "aten::bmm")
+
+
+def profile_shape(args: argparse.Namespace, num_layers: int, bidirectional: bool) -> None:
+    """Where the time goes: self CPU time per op (torch.profiler), per call of each model.
+
+    The profiler adds ~1-2 us to every op it records, so many small ops look costlier than
+    they are; the wall-clock medians above are the numbers to compare.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    runs = max(args.repeats // 4, 1)
+    for mode, fns in _steps(*_models(args, num_layers, bidirectional)).items():
+        for name, fn in fns.items():
+            for _ in range(max(args.warmup, 1)):
+                fn()
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(runs):
+                    fn()
+            events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+            events.sort(key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in events) / runs / 1e3
+            gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMMS) / runs / 1e3
+            print(
+                f"\n{name} {mode}, L={num_layers}{',bi' if bidirectional else ''}: "
+                f"{total:.2f} ms profiled per call, of which GEMMs {gemm:.2f} ms"
+            )
+            print(f"  {'op':<40} {'calls':>7} {'self ms':>9}")
+            for e in events[: args.profile]:
+                ms = e.self_cpu_time_total / runs / 1e3
+                print(f"  {e.key:<40} {e.count // runs:>7} {ms:>9.2f}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -166,8 +246,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time HandLSTM's per-step GEMMs alone (1 layer, inference) against both",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)"
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also print the N costliest ops of each model (torch.profiler), per shape and mode",
+    )
     args = parser.parse_args(argv)
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     where = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
     print(f"torch {torch.__version__}, {where}, threads {torch.get_num_threads()}")
     shapes = [(args.input, args.hidden, 1, False), (args.input, args.hidden, 2, True)]
@@ -182,12 +279,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         for mode, (ref_ms, hand_ms) in bench_shape(shape_args, num_layers, bidirectional).items():
             rows.append((name, mode, ref_ms, hand_ms, hand_ms / ref_ms))
+        if args.profile:
+            profile_shape(shape_args, num_layers, bidirectional)
 
     header = f"{'shape':<34} {'mode':<18} {'nn ms':>9} {'hand ms':>9} {'hand/nn':>8}"
     print(header)
     print("-" * len(header))
     for name, mode, ref_ms, hand_ms, ratio in rows:
         print(f"{name:<34} {mode:<18} {ref_ms:>9.3f} {hand_ms:>9.3f} {ratio:>8.2f}")
+    if args.floor:
+        nn_ms, hand_ms, gemm_ms = floor_shape(args)
+        print(
+            f"\nfloor, 1 layer inference: nn {nn_ms:.2f} ms, hand {hand_ms:.2f} ms, hand's "
+            f"{args.steps} GEMMs alone {gemm_ms:.2f} ms = {gemm_ms / nn_ms:.2f} x nn"
+        )
     print()
     for name, mode, _, _, ratio in rows[1:] + rows[:1]:  # the first shape's fwd+bwd goes last
         print(f"ratio {mode} hand/nn ({name}): {ratio:.2f}")

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from seqmodels.models.hand_lstm_function import lstm_layer
+from seqmodels.models.hand_lstm_function import lstm_layer, reference_step
 
 State = tuple[Tensor, Tensor]
 
@@ -28,6 +28,23 @@ def _autocast(tensors: list[Tensor | None], device_type: str) -> list[Tensor | N
         return tensors
     dtype = torch.get_autocast_dtype(device_type)
     return [t.to(dtype) if t is not None and t.is_floating_point() else t for t in tensors]
+
+
+def _check_same_dtype(tensors: list[Tensor], weight: Tensor) -> None:
+    """ATen's matmul message for an operand whose dtype is not the weights' (unless autocast)."""
+    if torch.is_autocast_enabled(weight.device.type):
+        return
+    for t in tensors:
+        if t.dtype != weight.dtype:
+            raise RuntimeError(
+                "mat1 and mat2 must have the same dtype, but got "
+                f"{_aten_name(t.dtype)} and {_aten_name(weight.dtype)}"
+            )
+
+
+def _aten_name(dtype: torch.dtype) -> str:
+    """``torch.float64 -> 'Double'``: the scalar type's name as ATen's messages spell it."""
+    return str(torch.empty(0, dtype=dtype).type()).removeprefix("torch.").removesuffix("Tensor")
 
 
 class HandLSTM(nn.Module):
@@ -110,7 +127,37 @@ class HandLSTM(nn.Module):
                 self._layer_weights.append(
                     [name + suffix if name in shapes else None for name in self._WEIGHTS]
                 )
+        # What code written for nn.LSTM reads (weight drop, weight norm): the mode, and the flat
+        # list of weights by name, kept in sync by __setattr__ and refreshed at each forward.
+        self.mode = "LSTM"
+        self._flat_weights_names = [name for names in self._all_weights for name in names]
+        self._layer_slots = [  # per layer-direction, lstm_layer's weights as flat indices
+            [self._flat_weights_names.index(n) if n else None for n in names]
+            for names in self._layer_weights
+        ]
+        self._update_flat_weights()
         self.reset_parameters()
+
+    def __setattr__(self, attr: str, value: object) -> None:
+        names = self.__dict__.get("_flat_weights_names")
+        if names is not None and attr in names:  # as nn.RNNBase: a replaced weight is seen
+            self._flat_weights[names.index(attr)] = value
+        super().__setattr__(attr, value)
+
+    def _update_flat_weights(self) -> None:
+        """``_flat_weights``: the current weight tensors (or None), in nn.LSTM's order.
+
+        Reassigned only when one changed (a parametrization, ``functional_call``, ...).
+        """
+        current = [getattr(self, n, None) for n in self._flat_weights_names]
+        old = self.__dict__.get("_flat_weights")
+        if old is None or any(a is not b for a, b in zip(current, old, strict=True)):
+            self._flat_weights = current
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
+        result = super()._apply(fn, recurse)
+        self._update_flat_weights()  # .to(), .double(), ... may swap the parameter objects
+        return result
 
     def reset_parameters(self) -> None:
         """U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)) for every parameter, like ``nn.LSTM``."""
@@ -198,14 +245,23 @@ class HandLSTM(nn.Module):
         self, input: Tensor | PackedSequence, hx: State | None = None
     ) -> tuple[Tensor | PackedSequence, State]:
         """``input, (h_0, c_0) -> output, (h_n, c_n)`` with ``nn.LSTM``'s shapes."""
+        self._update_flat_weights()
         packed = isinstance(input, PackedSequence)
         if packed:
             x, batch_sizes, sorted_indices, unsorted_indices = input
+            tracing = torch.jit.is_tracing()  # keep sizes as traced tensors, as nn.LSTM does
             if hx is None:
-                hx = self._zero_state(x, int(batch_sizes[0]))
-            else:
+                hx = self._zero_state(x, batch_sizes[0] if tracing else int(batch_sizes[0]))
+            else:  # nn.LSTM checks this only unpacked (packed, it can pass silently)
+                for k, cell in ((0, False), (1, True)):
+                    expected = self.get_expected_hidden_size(x, batch_sizes, cell)
+                    if hx[k].size() != expected:
+                        raise RuntimeError(
+                            f"Expected hidden[{k}] size {expected}, got {list(hx[k].size())}"
+                        )
                 hx = self.permute_hidden(hx, sorted_indices)
-            steps = batch_sizes.tolist()
+            _check_same_dtype([x, *hx], self.weight_ih_l0)
+            steps = batch_sizes if tracing else batch_sizes.tolist()
         else:
             if input.dim() not in (2, 3):
                 raise ValueError(f"LSTM: Expected input to be 2D or 3D, got {input.dim()}D instead")
@@ -228,13 +284,14 @@ class HandLSTM(nn.Module):
             elif not is_batched:
                 hx = (hx[0].unsqueeze(1), hx[1].unsqueeze(1))
             self.check_forward_args(x, hx, None)
+            _check_same_dtype(list(hx), self.weight_ih_l0)
             if x.size(1 - batch_dim) == 0:
                 raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
             if self.batch_first:
                 x = x.transpose(0, 1)
-            seq_len, batch = x.shape[:2]
-            steps = [batch] * seq_len
-            x = x.reshape(seq_len * batch, x.size(2))  # time-major rows
+            seq_len, batch = x.shape[:2]  # under torch.jit.trace: traced 0-dim tensors
+            steps = torch.full((seq_len,), batch) if torch.jit.is_tracing() else [batch] * seq_len
+            x = x.flatten(0, 1)  # time-major rows
 
         out, h_n, c_n = self._run(x, hx, steps)
 
@@ -248,7 +305,9 @@ class HandLSTM(nn.Module):
             return output.squeeze(batch_dim), (h_n.squeeze(1), c_n.squeeze(1))
         return output, (h_n, c_n)
 
-    def _run(self, x: Tensor, hx: State, batch_sizes: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+    def _run(
+        self, x: Tensor, hx: State, batch_sizes: list[int] | Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """All layers and directions over packed rows ``x``; returns ``out, h_n, c_n``."""
         x, h0, c0 = _autocast([x, *hx], x.device.type)
         num_directions = 2 if self.bidirectional else 1
@@ -259,8 +318,8 @@ class HandLSTM(nn.Module):
             outs = []
             for direction in range(num_directions):
                 k = layer * num_directions + direction
-                names = self._layer_weights[k]
-                weights = [getattr(self, name) if name else None for name in names]
+                flat = self._flat_weights
+                weights = [flat[i] if i is not None else None for i in self._layer_slots[k]]
                 weights = _autocast(weights, x.device.type)
                 out, h, c = lstm_layer(x, h0[k], c0[k], *weights, batch_sizes, direction == 1)
                 outs.append(out)
@@ -322,7 +381,11 @@ class HandLSTMCell(nn.Module):
             hx = (hx[0].unsqueeze(0), hx[1].unsqueeze(0)) if not is_batched else hx
         self._check(input, hx)
         weights = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, None)
-        _, h, c = lstm_layer(input, hx[0], hx[1], *weights, [input.size(0)])
+        if hx[1].dtype == input.dtype or torch.is_autocast_enabled(input.device.type):
+            _, h, c = lstm_layer(input, hx[0], hx[1], *weights, [input.size(0)])
+        else:  # as ATen's lstm_cell: c of another dtype type-promotes c' = f c + i g (and h')
+            bias = self.bias_ih + self.bias_hh if self.bias else None
+            h, c = reference_step(input, hx[0], hx[1], self.weight_ih, self.weight_hh, bias)
         return (h, c) if is_batched else (h.squeeze(0), c.squeeze(0))
 
     def _check(self, input: Tensor, hx: State) -> None:
@@ -344,3 +407,4 @@ class HandLSTMCell(nn.Module):
                     f"hidden{k} has inconsistent hidden_size: got {state.size(1)}, "
                     f"expected {self.hidden_size}"
                 )
+        _check_same_dtype([input, hx[0]], self.weight_ih)  # the matmul operands

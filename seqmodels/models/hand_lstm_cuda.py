@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
+from torch.autograd.function import FunctionCtx
 
-from seqmodels.models.hand_lstm_function import _resize, _steps
+from seqmodels.models.hand_lstm_function import _batched, _resize, _steps, layer_vjp
 
 
 def _wide(t: Tensor) -> Tensor:
@@ -136,13 +136,19 @@ class CudaLSTMLayer(torch.autograd.Function):
             x, h0, c0, w_ih, w_hh, bias, batch_sizes, reverse, compiled
         )
         ctx.steps, ctx.compiled = _steps(batch_sizes, reverse), compiled
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, *saved)
+        ctx.batch_sizes, ctx.reverse = list(batch_sizes), reverse
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *saved)
         return out, h_n, c_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, d_out: Tensor, d_hn: Tensor, d_cn: Tensor) -> tuple[Tensor | None, ...]:
-        x, h0, c0, w_ih, w_hh, gates, tanh_c, c_prev, h_prev = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, gates, tanh_c, c_prev, h_prev = ctx.saved_tensors
+        # create_graph=True or batched gradients: autograd of the reference layer, as on CPU.
+        if torch.is_grad_enabled() or _batched(d_out, d_hn, d_cn):
+            inputs = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, None)
+            needs = (*ctx.needs_input_grad[:7], False)
+            grads = layer_vjp(inputs, ctx.batch_sizes, ctx.reverse, (d_out, d_hn, d_cn), needs)
+            return *grads[:7], None, None, None
         step = fused("backward") if ctx.compiled else cell_backward
         d_gates = torch.empty_like(gates)
         d_h0, d_c0 = torch.empty_like(h0), torch.empty_like(c0)

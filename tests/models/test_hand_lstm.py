@@ -251,7 +251,7 @@ def test_gradcheck_layer_function(proj, batch_sizes, reverse):
         rand(size, hidden) if proj else None,  # w_hr
     )
     fn = lambda *a: LSTMLayerFunction.apply(*a, batch_sizes, reverse)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradcheck(fn, args, check_batched_grad=True)
 
 
 def test_backward_is_the_hand_written_function_not_autograd_over_the_loop():
@@ -396,7 +396,12 @@ def test_bench_script_prints_ratio_line(capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     sizes = ["--batch", "2", "--steps", "3", "--input", "3", "--hidden", "4"]
-    bench.main([*sizes, "--warmup", "0", "--repeats", "1"])
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    bench.main(
+        [*sizes, "--warmup", "0", "--repeats", "1", "--profile", "3", "--threads", "1", "--floor"]
+    )
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
     assert last.startswith("ratio fwd+bwd hand/nn (B=2,T=3,I=3,H=4,L=1): ")
     float(last.rsplit(":", 1)[1])
+    assert "hand inference, L=1: " in out and "of which GEMMs" in out  # the --profile tables
+    assert "GEMMs alone" in out  # --floor

@@ -52,6 +52,21 @@ def test_cuda_layer_passes_gradcheck() -> None:
     )
 
 
+def test_cuda_layer_second_order_gradients_equal_the_portable_layer() -> None:
+    inputs = _layer_inputs([3, 3, 2])
+    results = []
+    for layer in (
+        lambda *t: cuda_lstm_layer(*t, [3, 3, 2], False, compiled=False),
+        lambda *t: lstm_layer(*t, None, [3, 3, 2], False),
+    ):
+        out, h, c = layer(*inputs)
+        grads = torch.autograd.grad(out.sum() + h.square().sum(), inputs[:5], create_graph=True)
+        penalty = sum(g.square().sum() for g in grads)  # a gradient penalty
+        results.append(torch.autograd.grad(penalty, inputs))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
 def _pair(device: str, **kwargs):
     torch.manual_seed(1)
     reference = nn.LSTM(16, 32, device=device, **kwargs)
