@@ -207,10 +207,12 @@ def plot_curves(jobs: list[Job], keys: list[str], path: Path) -> None:
     """The main validation metric per epoch, one line per job."""
     fig = Figure(figsize=(7, 4), dpi=100, layout="constrained")
     ax = fig.add_subplot()
-    for job in jobs:
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]  # jobs that tie stay visible
+    for i, job in enumerate(jobs):
         if job.curve:
             epochs, values = zip(*sorted(job.curve))
-            ax.plot(epochs, values, marker="o", label=label(job, keys))
+            line, marker = styles[i % len(styles)]
+            ax.plot(epochs, values, linestyle=line, marker=marker, label=label(job, keys))
     ax.set(xlabel="epoch", ylabel=jobs[0].monitor, title=f"{jobs[0].task}: {jobs[0].monitor}")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)

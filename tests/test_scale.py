@@ -198,6 +198,7 @@ def test_ddp_on_cpu_one_run_dir_and_metrics_over_the_whole_val_set(tmp_path: Pat
         )
     single = evaluate(cfg)
     assert single["val/f1"] == pytest.approx(ddp_f1, abs=1e-4)
+    assert single["val/sent_acc"] == pytest.approx(logged["val/sent_acc"][0], abs=1e-4)
     assert single["val/loss"] == pytest.approx(ddp_loss, rel=1e-4)  # float32 sums, other order
 
 
