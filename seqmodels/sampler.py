@@ -61,9 +61,9 @@ def next_token_probs(
 class CharSampler:
     """Draws characters from ``model`` (``forward(ids [B, T], state) -> (logits, state)``).
 
-    ``vocab`` lists the characters by id. Sampling runs under ``torch.inference_mode`` with a
-    generator of its own, so it neither records gradients nor moves the global RNG (a training
-    run that samples stays reproducible).
+    ``vocab`` lists the characters by id. Sampling runs under ``torch.inference_mode`` and draws
+    from the ``generator`` it is given, so it neither records gradients nor moves the global RNG
+    (a training run that samples stays reproducible); without one it uses torch's global RNG.
     """
 
     def __init__(self, model: torch.nn.Module, vocab: list[str]) -> None:

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from seqmodels.errors import ConfigError
-from seqmodels.sampler import CharSampler, check_options
+from seqmodels.sampler import CharSampler, UnknownCharactersError, check_options
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class TextSamples(L.Callback):
             raise ConfigError("callbacks.text_samples.prompt must have at least one character")
         self.prompt, self.length, self.temperature = prompt, length, temperature
         self.top_k, self.seed = top_k, seed
+        self.active = False  # set in setup(): a char LM whose vocabulary has the prompt's chars
 
     def sample(self, pl_module: L.LightningModule) -> str:
         """The prompt and ``length`` characters the model draws after it."""
@@ -49,14 +50,18 @@ class TextSamples(L.Callback):
         return self.prompt + "".join(chars)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Refuse a prompt the model cannot read before any training is spent."""
-        if getattr(pl_module, "data_kind", None) == "text":
-            CharSampler(pl_module, pl_module.vocab).encode(self.prompt)
+        """Check the prompt once: a character the model cannot read means no samples, not a
+        failed run (e.g. the default prompt "\\n" with a text file without line breaks)."""
+        self.active = getattr(pl_module, "data_kind", None) == "text"
+        if self.active:
+            try:
+                CharSampler(pl_module, pl_module.vocab).encode(self.prompt)
+            except UnknownCharactersError as err:
+                log.warning("no text samples: callbacks.text_samples.%s", err)
+                self.active = False
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or getattr(pl_module, "data_kind", None) != "text":
-            return
-        if not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero or not self.active:
             return
         text = self.sample(pl_module)
         log.info(
