@@ -255,7 +255,8 @@ def report(root: str | Path) -> Path:
     if not root.is_dir():
         raise ReportError(f"{root} is not a folder")
     jobs = find_jobs(root)
-    lines = [f"# Report: {root.name}", "", f"{len(jobs)} jobs in `{root}`.", ""]
+    count = f"{len(jobs)} job{'' if len(jobs) == 1 else 's'}"
+    lines = [f"# Report: {root.name}", "", f"{count} in `{root}`.", ""]
     lines += optuna_summary(root)
     for task in dict.fromkeys(job.task for job in jobs):
         group = ranked([job for job in jobs if job.task == task])
