@@ -66,10 +66,13 @@ def test_report_on_a_folder_of_single_runs(sweep: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for job, name in (("0", "2026-01-01_10-00-00_1"), ("1", "2026-01-01_11-00-00_2")):
         shutil.copytree(sweep / job, runs / name)
-    (runs / "2026-01-01_11-00-00_2" / "tensorboard").mkdir(exist_ok=True)
+    for ckpt in (runs / "2026-01-01_11-00-00_2" / "checkpoints").glob("*.ckpt"):
+        ckpt.write_bytes(b"not a checkpoint")  # unreadable: no parameter count, still a row
     path = report(runs)
     table = rows(path.read_text())
-    assert sorted(row[0] for row in table) == ["2026-01-01_10-00-00_1", "2026-01-01_11-00-00_2"]
+    params = {row[0]: row[-3] for row in table}
+    assert params["2026-01-01_11-00-00_2"] == "—" and params["2026-01-01_10-00-00_1"] != "—"
+    assert all(row[-1] == "ok" for row in table)
     assert (runs / "slot_filling_f1_val.png").is_file()
 
 
