@@ -7,6 +7,7 @@ from pathlib import Path
 from conftest import make_cfg, requires_data
 from tb_events import scalar_tags
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugin_util import markdown_to_safe_html
 
 from seqmodels.train import train
 
@@ -39,7 +40,8 @@ def test_a_sample_per_epoch_and_training_unchanged(tmp_path: Path, one_thread) -
     assert [step for step, _ in samples] == [4, 8]  # after each epoch's validation (4 steps each)
     for _, text in samples:
         lines = text.split("\n")
-        assert all(line.startswith("    ") for line in lines)  # verbatim in Markdown
+        assert all(line.startswith("    ") for line in lines)  # verbatim in Markdown:
+        assert markdown_to_safe_html(text).startswith("<pre><code>")  # as the Text tab shows it
         assert "\n".join(line[4:] for line in lines).startswith("KING")
         assert len("\n".join(line[4:] for line in lines)) == len("KING") + 60
 
