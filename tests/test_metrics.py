@@ -97,6 +97,7 @@ def test_reported_test_f1_equals_seqeval_on_real_atis_predictions(cfg_factory, t
 # --- sentence accuracy ----------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:.*called before the ``update`` method")
 def test_sentence_accuracy_on_hand_made_cases() -> None:
     gold = torch.tensor([[3, 4, 5], [3, 3, 0], [6, 0, 0], [4, 5, 6]])  # 0 = padding
     pred = torch.tensor([[3, 4, 5], [3, 3, 7], [6, 2, 2], [4, 5, 7]])  # padding ignored
