@@ -50,6 +50,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return checkpoint
 
 
+def load_module(
+    path: str | Path, data_kind: str | None = None
+) -> tuple[L.LightningModule, dict[str, Any]]:
+    """The task module saved at ``path`` (on the CPU) and the checkpoint's plain contents.
+
+    ``data_kind`` (``"text"``, ``"slot_filling"``) refuses a checkpoint of another task, naming
+    the task it was trained for.
+    """
+    checkpoint = read_checkpoint(path)
+    module_cls = get_class(checkpoint["config"]["task"]["module"]["_target_"])
+    if data_kind is not None and getattr(module_cls, "data_kind", None) != data_kind:
+        raise CheckpointError(
+            f"{path} is a task={checkpoint['config']['task']['name']} checkpoint; this needs a "
+            f"model trained on {data_kind} data"
+        )
+    module = module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return module, checkpoint
+
+
 def vocab_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
     """The vocabularies in a task's hyperparameters, under the keyword its DataModule takes."""
     return {k: hparams[k] for k in ("vocab", "vocabs") if k in hparams}
@@ -68,12 +87,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test ``cfg.ckpt_path`` on ``cfg.split``; write metrics.json (+ predictions.conll)."""
     if cfg.split not in SPLITS:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
-    checkpoint = read_checkpoint(cfg.ckpt_path)
+    module, checkpoint = load_module(cfg.ckpt_path)
     run_cfg = checkpoint["config"]
-    module_cls = get_class(run_cfg["task"]["module"]["_target_"])
-    module: L.LightningModule = module_cls.load_from_checkpoint(
-        cfg.ckpt_path, map_location="cpu", weights_only=True
-    )
     data_cfg = OmegaConf.merge(run_cfg["data"], plain(cfg.get("data")) or {})
     datamodule: L.LightningDataModule = instantiate(
         data_cfg, **vocab_kwargs(checkpoint["hyper_parameters"])

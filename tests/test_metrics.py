@@ -1,4 +1,5 @@
-"""Span F1 equals seqeval's (conlleval) on random tag sequences and on real ATIS predictions."""
+"""Span F1 equals seqeval's (conlleval) on random tag sequences and on real ATIS predictions;
+sentence accuracy on hand-made cases, over two processes, and on real ATIS predictions."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from conftest import requires_data
 from seqeval.metrics import f1_score, precision_score, recall_score
 from seqeval.metrics.sequence_labeling import get_entities
 
-from seqmodels.metrics import SpanF1, spans
+from seqmodels.metrics import SentenceAccuracy, SpanF1, spans
 from seqmodels.tasks import SlotTagger
 from seqmodels.train import train
 
@@ -53,7 +54,13 @@ def test_no_spans_gives_zero_not_nan() -> None:
 @requires_data
 def test_reported_test_f1_equals_seqeval_on_real_atis_predictions(cfg_factory, tmp_path: Path):
     metrics = train(
-        cfg_factory("model=lstm", "trainer.max_epochs=2", "trainer.limit_test_batches=1.0")
+        cfg_factory(
+            "model=lstm",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=1.0",  # a whole epoch: some sentences come out all right
+            "model.hidden_size=32",
+            "trainer.limit_test_batches=1.0",
+        )
     )
     (best,) = (tmp_path / "checkpoints").glob("epoch_*.ckpt")
     checkpoint = torch.load(best, weights_only=True)
@@ -68,12 +75,82 @@ def test_reported_test_f1_equals_seqeval_on_real_atis_predictions(cfg_factory, t
         vocabs=checkpoint["hyper_parameters"]["vocabs"],
     )
     data.setup()
-    golds, preds = [], []
+    golds, preds, sentences_right = [], [], 0
     with torch.no_grad():
         for batch in data.test_dataloader():
-            tag_logits, _ = module(batch["words"], batch["lengths"])
-            preds += module.decode(module.predict_tags(tag_logits), batch["lengths"])
+            tag_logits, intent_logits = module(batch["words"], batch["lengths"])
+            batch_preds = module.decode(module.predict_tags(tag_logits), batch["lengths"])
+            intents = module.predict_intents(intent_logits)
+            for pred, gold, intent, gold_intent in zip(
+                batch_preds, batch["gold_tags"], intents.tolist(), batch["intents"].tolist()
+            ):  # by tag strings: a gold tag never seen in train is always wrong
+                sentences_right += pred == gold and intent == gold_intent
+            preds += batch_preds
             golds += batch["gold_tags"]
     assert len(golds) == 893
     assert metrics["test/f1"] == pytest.approx(100 * f1_score(golds, preds), abs=1e-4)
     assert metrics["test/f1"] > 0  # a real, partly trained model, not an empty prediction
+    assert metrics["test/sent_acc"] == pytest.approx(100 * sentences_right / 893, abs=1e-4)
+    assert 0 < metrics["test/sent_acc"] <= metrics["test/intent_acc"]
+
+
+# --- sentence accuracy ----------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:.*called before the ``update`` method")
+def test_sentence_accuracy_on_hand_made_cases() -> None:
+    gold = torch.tensor([[3, 4, 5], [3, 3, 0], [6, 0, 0], [4, 5, 6]])  # 0 = padding
+    pred = torch.tensor([[3, 4, 5], [3, 3, 7], [6, 2, 2], [4, 5, 7]])  # padding ignored
+    metric = SentenceAccuracy()
+    metric.update(pred, gold, torch.tensor([1, 2, 1, 1]), torch.tensor([1, 2, 2, 1]))
+    # 0: all right; 1: right (a wrong tag on padding); 2: wrong intent; 3: one wrong tag
+    assert metric.compute().item() == pytest.approx(50.0)
+    metric.update(pred[:1], gold[:1], torch.tensor([0]), torch.tensor([0]))  # one more right
+    assert metric.compute().item() == pytest.approx(60.0)
+    metric.reset()
+    assert metric.compute().item() == 0.0  # nothing seen: 0, not nan
+
+
+def random_batches(seed: int, count: int) -> list[tuple[torch.Tensor, ...]]:
+    """Uneven batches of padded tag ids and intents, most sentences right, some not."""
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(count):
+        size, length = int(torch.randint(1, 9, (1,), generator=gen)), 6
+        gold = torch.randint(1, 5, (size, length), generator=gen)
+        lengths = torch.randint(1, length + 1, (size,), generator=gen)
+        gold[torch.arange(length) >= lengths[:, None]] = 0
+        pred = torch.where(torch.rand(size, length, generator=gen) < 0.05, 1, gold)
+        gold_intent = torch.randint(0, 3, (size,), generator=gen)
+        pred_intent = torch.where(torch.rand(size, generator=gen) < 0.1, 0, gold_intent)
+        batches.append((pred, gold, pred_intent, gold_intent))
+    return batches
+
+
+def _ddp_worker(rank: int, port: int, results) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2
+    )
+    metric = SentenceAccuracy()
+    for batch in random_batches(0, 25)[rank::2]:  # each process sees every other batch
+        metric.update(*batch)
+    results[rank] = metric.compute().item()  # synced over both processes
+    torch.distributed.destroy_process_group()
+
+
+def test_sentence_accuracy_over_two_processes_equals_one_process() -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_ddp_worker, args=(port, results), nprocs=2, join=True)
+    single = SentenceAccuracy()
+    for batch in random_batches(0, 25):
+        single.update(*batch)
+    expected = single.compute().item()
+    assert 0 < expected < 100
+    assert results[0] == results[1] == pytest.approx(expected, abs=1e-9)

@@ -16,6 +16,7 @@ from lightning.pytorch.strategies import DDPStrategy
 from tb_events import scalar_tags
 
 from seqmodels.evaluate import evaluate
+from seqmodels.report import report
 from seqmodels.train import CONFIG_DIR, train, warn_if_resuming_elsewhere
 
 SWEEP_PLUGINS = ("optuna_sweeper", "joblib_launcher", "submitit_launcher")
@@ -120,6 +121,11 @@ def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path: Path) -> None:
     assert "best_params" in results and "model.hidden_size" in results
     best = float(results.split("best_value:")[1].split()[0])
     assert 0.0 <= best <= 100.0
+    # scripts/report.py reads an Optuna search as it reads a sweep: a row per trial.
+    text = report(sweep).read_text()
+    assert f"Optuna: best value {best}" in text
+    assert len([line for line in text.splitlines() if line.startswith("| ")]) == 1 + 2
+    assert "| task.module.optimizer.lr |" in text  # sampled per trial: differs
 
 
 def _sweep_two_models(tmp_path: Path, *launcher: str) -> tuple[Path, list[Path]]:
@@ -207,6 +213,7 @@ def test_ddp_on_cpu_one_run_dir_and_metrics_over_the_whole_val_set(tmp_path: Pat
         )
     single = evaluate(cfg)
     assert single["val/f1"] == pytest.approx(ddp_f1, abs=1e-4)
+    assert single["val/sent_acc"] == pytest.approx(logged["val/sent_acc"][0], abs=1e-4)
     assert single["val/loss"] == pytest.approx(ddp_loss, rel=1e-4)  # float32 sums, other order
 
 

@@ -10,15 +10,15 @@ from torch.nn import functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from seqmodels.data.vocab import UNK
-from seqmodels.metrics import SpanF1
+from seqmodels.metrics import SentenceAccuracy, SpanF1
 from seqmodels.tasks.base import SequenceTask, build_embedding, build_encoder
 
 
 class SlotTagger(SequenceTask):
     """embedding -> encoder -> linear over tags; max-pooled states -> linear over intents.
 
-    Logs ``<stage>/loss``, span ``f1``/``precision``/``recall`` (conlleval), ``token_acc``
-    and ``intent_acc``. The main metric is ``val/f1``.
+    Logs ``<stage>/loss``, span ``f1``/``precision``/``recall`` (conlleval), ``token_acc``,
+    ``intent_acc`` and ``sent_acc`` (intent and every tag right). The main metric is ``val/f1``.
     """
 
     data_kind = "slot_filling"
@@ -59,6 +59,7 @@ class SlotTagger(SequenceTask):
         self.intent_acc = nn.ModuleDict(
             {s: MulticlassAccuracy(num_intents, average="micro") for s in ("val", "test")}
         )
+        self.sent_acc = nn.ModuleDict({s: SentenceAccuracy() for s in ("val", "test")})
 
     def forward(
         self, words: torch.Tensor, lengths: torch.Tensor
@@ -79,8 +80,10 @@ class SlotTagger(SequenceTask):
         self.log_loss(stage, loss, int(batch["lengths"].sum()))
         if stage != "train":
             predicted = self.predict_tags(tag_logits)
+            intents = self.predict_intents(intent_logits)
             self.token_acc[stage].update(predicted, tags)
-            self.intent_acc[stage].update(self.predict_intents(intent_logits), batch["intents"])
+            self.intent_acc[stage].update(intents, batch["intents"])
+            self.sent_acc[stage].update(predicted, tags, intents, batch["intents"])
             self.span_f1[stage].update(self.decode(predicted, batch["lengths"]), batch["gold_tags"])
         return loss
 
@@ -109,6 +112,7 @@ class SlotTagger(SequenceTask):
             metrics[f"{stage}/{name}"] = value.float()
         metrics[f"{stage}/token_acc"] = 100 * self.token_acc[stage].compute()
         metrics[f"{stage}/intent_acc"] = 100 * self.intent_acc[stage].compute()
-        for metric in (self.span_f1, self.token_acc, self.intent_acc):
+        metrics[f"{stage}/sent_acc"] = self.sent_acc[stage].compute().float()
+        for metric in (self.span_f1, self.token_acc, self.intent_acc, self.sent_acc):
             metric[stage].reset()
         self.log_dict(metrics, prog_bar=stage == "val")

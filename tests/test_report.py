@@ -1,0 +1,84 @@
+"""scripts/report.py on a real sweep (two jobs and a failing one) and on a folder of runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import TINY, requires_data, run_script, run_train_cli
+from matplotlib.image import imread
+
+from seqmodels.evaluate import load_module
+from seqmodels.report import ReportError, main, report
+
+TINY_CLI = [o for o in TINY if not o.startswith("model.hidden_size")]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    """``-m model.hidden_size=8,16,0`` on tiny ATIS: two jobs complete, the third fails."""
+    work = tmp_path_factory.mktemp("sweep")
+    result = run_train_cli(
+        "-m", "model.hidden_size=8,16,0", *TINY_CLI, f"hydra.sweep.dir={work / 'sweep'}", cwd=work
+    )
+    assert result.returncode != 0 and "model.hidden_size must be a positive" in result.stderr
+    return work / "sweep"
+
+
+def rows(markdown: str) -> list[list[str]]:
+    """The cells of every table row below the header."""
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[1:]]
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", path
+    height, width, _ = imread(path).shape
+    assert width >= 600 and height >= 150
+
+
+@requires_data
+def test_report_cli_on_a_sweep_with_a_failed_job(sweep: Path, tmp_path: Path) -> None:
+    result = run_script("report.py", str(sweep), cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (sweep / "report.md").read_text()
+    assert text in result.stdout
+    header = next(line for line in text.splitlines() if line.startswith("| job"))
+    assert header.startswith("| job | model.hidden_size | best val/f1 (epoch) | test/f1 |")
+    table = rows(text)
+    assert [row[:2] for row in table][-1] == ["2", "0"]  # the failed job: listed, last
+    assert "failed: model.hidden_size must be a positive integer, got 0" in table[-1][-1]
+    ok = table[:2]
+    assert {row[1] for row in ok} == {"8", "16"} and all(row[-1] == "ok" for row in ok)
+    best = [float(row[2].split()[0]) for row in ok]
+    assert best == sorted(best, reverse=True)  # sorted by the main metric (val/f1, max)
+    for row in ok:  # the parameter count is the model's
+        module, _ = load_module(sweep / row[0] / "checkpoints" / "last.ckpt")
+        assert row[-3] == f"{sum(p.numel() for p in module.parameters()):,}"
+        assert row[-2].endswith(" s")
+    assert_png(sweep / "slot_filling_f1_val.png")
+    assert_png(sweep / "slot_filling_f1_test.png")
+
+
+@requires_data
+def test_report_on_a_folder_of_single_runs(sweep: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for job, name in (("0", "2026-01-01_10-00-00_1"), ("1", "2026-01-01_11-00-00_2")):
+        shutil.copytree(sweep / job, runs / name)
+    for ckpt in (runs / "2026-01-01_11-00-00_2" / "checkpoints").glob("*.ckpt"):
+        ckpt.write_bytes(b"not a checkpoint")  # unreadable: no parameter count, still a row
+    path = report(runs)
+    table = rows(path.read_text())
+    params = {row[0]: row[-3] for row in table}
+    assert params["2026-01-01_11-00-00_2"] == "—" and params["2026-01-01_10-00-00_1"] != "—"
+    assert all(row[-1] == "ok" for row in table)
+    assert (runs / "slot_filling_f1_val.png").is_file()
+
+
+def test_a_folder_without_runs_is_refused(tmp_path: Path, capsys) -> None:
+    with pytest.raises(ReportError, match="holds no training runs"):
+        report(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "missing")])
+    assert exit_info.value.code == 1 and "is not a folder" in capsys.readouterr().err
