@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -13,8 +14,13 @@ from seqmodels.data.generators import adding_batch, copy_batch
 from seqmodels.errors import ConfigError
 
 PROBLEMS = ("adding", "copy")
-# Seed offsets of the three splits, far apart so their batch seeds never meet.
-SPLIT_OFFSET = {"train": 0, "val": 1 << 40, "test": 2 << 40}
+SPLITS = ("train", "val", "test")
+
+
+def split_base_seed(seed: int, split: str) -> int:
+    """A 32-bit seed for ``(seed, split)``, hashed (torch's CPU generator keeps 32 bits of a
+    seed, so ``seed * big + offset`` schemes collide); batch ``i`` uses ``base + i``."""
+    return int(np.random.SeedSequence([seed, SPLITS.index(split)]).generate_state(1)[0])
 
 
 class GeneratedBatches(Dataset):
@@ -22,13 +28,13 @@ class GeneratedBatches(Dataset):
 
     def __init__(self, problem: str, seed: int, split: str, batch_size: int, size: int, **sizes):
         self.problem, self.batch_size, self.size, self.sizes = problem, batch_size, size, sizes
-        self.base = seed * (3 << 40) + SPLIT_OFFSET[split]
+        self.base = split_base_seed(seed, split)
 
     def __len__(self) -> int:
         return self.size
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = torch.Generator().manual_seed(self.base + index)
+        generator = torch.Generator().manual_seed((self.base + index) % (1 << 32))
         if self.problem == "adding":
             return adding_batch(generator, self.batch_size, self.sizes["length"])
         return copy_batch(generator, self.batch_size, **self.sizes)
@@ -119,7 +125,15 @@ class LongRangeDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, size: int, sampler: Sampler | None = None):
         dataset = self._batches(split, batch_size, size)
-        return DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=self.num_workers)
+        # A loader's own generator: starting a pass draws nothing from the global RNG (dropout).
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            dataset,
+            batch_size=None,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            generator=generator,
+        )
 
     def train_dataloader(self) -> DataLoader:
         sampler = FreshEachEpoch(self.steps_per_epoch)
