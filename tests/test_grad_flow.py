@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from torch.nn import functional as F
 
-from seqmodels.callbacks.grad_flow import GradFlowLogger, by_distance, gradient_flow
+from seqmodels.callbacks.grad_flow import GradFlowLogger, by_distance, first_rows, gradient_flow
 from seqmodels.errors import ConfigError
 from seqmodels.tasks import CharLM, SlotTagger
 from seqmodels.train import train
@@ -180,3 +180,13 @@ def test_every_model_logs_grad_flow_scalars_and_curve(cfg_factory, tmp_path: Pat
         images += acc.Tags()["images"]
     assert "grad_flow/curve" in images
     assert len((tmp_path / "grad_flow.jsonl").read_text().splitlines()) == 2
+
+
+def test_measures_only_the_first_max_batch_sequences_of_any_batch_form():
+    module = _char_lm("gru")
+    x, y = torch.randint(1, 10, (B, T)), torch.randint(1, 10, (B, T))
+    cut = GradFlowLogger(max_batch=2).measure(module, [x, y])  # default_collate gives a list
+    torch.testing.assert_close(cut.inputs, GradFlowLogger().measure(module, (x[:2], y[:2])).inputs)
+    batch = {"words": x, "tokens": [["w"] * T] * B, "lengths": torch.full((B,), T)}
+    assert first_rows(batch, 2)["tokens"] == [["w"] * T] * 2
+    assert first_rows(batch, 2)["words"].shape == (2, T)

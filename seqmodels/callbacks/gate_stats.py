@@ -44,7 +44,7 @@ class GateStatsLogger(L.Callback):
     logged.
     """
 
-    def __init__(self, max_batch: int = 256) -> None:
+    def __init__(self, max_batch: int = 32) -> None:
         if not isinstance(max_batch, int) or max_batch < 1:
             raise ConfigError(
                 f"callbacks.gate_stats.max_batch must be a positive integer, got {max_batch!r}"

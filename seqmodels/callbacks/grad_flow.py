@@ -204,8 +204,12 @@ def first_rows(batch: Any, n: int) -> Any:
     """``batch`` (tensors, lists, tuples and dicts of them) cut to its first ``n`` sequences."""
     if isinstance(batch, dict):
         return {key: first_rows(value, n) for key, value in batch.items()}
-    if isinstance(batch, tuple):
-        return tuple(first_rows(value, n) for value in batch)
+    if isinstance(batch, tuple) or (isinstance(batch, list) and batch and is_tensors(batch)):
+        return type(batch)(first_rows(value, n) for value in batch)  # a collated (x, y) pair
     if isinstance(batch, (Tensor, list)):
-        return batch[:n]
+        return batch[:n]  # a tensor, or a per-sequence list (tokens, gold tags)
     return batch
+
+
+def is_tensors(items: list) -> bool:
+    return all(isinstance(item, (Tensor, dict, tuple)) for item in items)
