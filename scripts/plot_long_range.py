@@ -1,7 +1,7 @@
 """Plot a long-range sweep: the main metric against sequence length, one line per model.
 
     python scripts/train.py -m experiment=long_range_sweep hydra.sweep.dir=<sweep>
-    python scripts/plot_long_range.py <sweep> docs/long_range.png
+    python scripts/plot_long_range.py docs/long_range.png <sweep> [<more sweeps> ...]
 
 Prints one row per job (model, length, metric) and, last, the PNG's path.
 """
@@ -19,8 +19,10 @@ from seqmodels.tasks.long_range import ADDING_CHANCE_MSE
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("sweep_dir", type=Path, help="a multirun folder of task=long_range jobs")
     parser.add_argument("output", type=Path, help="the PNG to write")
+    parser.add_argument(
+        "sweep_dirs", type=Path, nargs="+", help="multirun folders of long_range jobs"
+    )
     parser.add_argument("--metric", default="test/mse", help="a scalar tag (default test/mse)")
     parser.add_argument(
         "--chance",
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        rows = collect_sweep(args.sweep_dir, args.metric)
+        rows = [row for folder in args.sweep_dirs for row in collect_sweep(folder, args.metric)]
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -9,6 +9,7 @@ import numpy as np
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seqmodels.errors import UserError
@@ -64,6 +65,7 @@ def plot_sweep(rows: list[dict], metric: str, path: Path, chance: float | None =
     ax.set_xscale("log")
     ax.set_yscale("log")
     lengths = sorted({r["length"] for r in rows})
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(lengths, [str(n) for n in lengths])
     ax.set_xlabel("sequence length")
     ax.set_ylabel(metric)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import requires_data
+from conftest import requires_data, run_script
 from tb_events import scalar_tags
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 from torch.nn import functional as F
 
 from seqmodels.callbacks.grad_flow import GradFlowLogger, by_distance, first_rows, gradient_flow
-from seqmodels.errors import ConfigError
+from seqmodels.errors import ConfigError, UserError
+from seqmodels.long_range_report import read_curves
 from seqmodels.tasks import CharLM, SlotTagger
 from seqmodels.train import train
 
@@ -190,3 +192,28 @@ def test_measures_only_the_first_max_batch_sequences_of_any_batch_form():
     batch = {"words": x, "tokens": [["w"] * T] * B, "lengths": torch.full((B,), T)}
     assert first_rows(batch, 2)["tokens"] == [["w"] * T] * 2
     assert first_rows(batch, 2)["words"].shape == (2, T)
+
+
+def test_plot_script_draws_saved_curves_and_names_a_missing_file(tmp_path: Path):
+    for name, decay in (("rnn", 0.5), ("lstm", 0.95)):
+        run = tmp_path / name
+        run.mkdir()
+        lines = [
+            {"step": step, "cell": name, "inputs": [decay**k for k in range(30)]}
+            for step in (0, 200)
+        ]
+        (run / "grad_flow.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    png = tmp_path / "flow.png"
+    done = run_script(
+        "plot_grad_flow.py",
+        str(png),
+        f"rnn={tmp_path / 'rnn'}",
+        f"lstm={tmp_path / 'lstm'}",
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == str(png)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(UserError, match="grad_flow.jsonl not found"):
+        read_curves(tmp_path)
