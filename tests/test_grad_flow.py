@@ -181,7 +181,10 @@ def test_every_model_logs_grad_flow_scalars_and_curve(cfg_factory, tmp_path: Pat
         acc.Reload()
         images += acc.Tags()["images"]
     assert "grad_flow/curve" in images
-    assert len((tmp_path / "grad_flow.jsonl").read_text().splitlines()) == 2
+    records = [json.loads(line) for line in (tmp_path / "grad_flow.jsonl").open()]
+    assert [r["step"] for r in records] == [0, 2]
+    assert records[0]["model"] == model.replace("bilstm", "lstm")
+    assert ("cell" in records[0]) == ("lstm" in model)
 
 
 def test_measures_only_the_first_max_batch_sequences_of_any_batch_form():
@@ -199,7 +202,7 @@ def test_plot_script_draws_saved_curves_and_names_a_missing_file(tmp_path: Path)
         run = tmp_path / name
         run.mkdir()
         lines = [
-            {"step": step, "cell": name, "inputs": [decay**k for k in range(30)]}
+            {"step": step, "model": name, "inputs": [decay**k for k in range(30)]}
             for step in (0, 200)
         ]
         (run / "grad_flow.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))

@@ -171,14 +171,16 @@ class GradFlowLogger(L.Callback):
                 f"callbacks.grad_flow.max_batch must be a positive integer, got {max_batch!r}"
             )
         self.every_n_steps, self.max_batch, self.save_curves = every_n_steps, max_batch, save_curves
+        self._last_step = -1
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if trainer.global_step % self.every_n_steps or not trainer.is_global_zero:
-            return
-        curve = self.measure(pl_module, batch)
         step = trainer.global_step
+        if step % self.every_n_steps or not trainer.is_global_zero or step == self._last_step:
+            return  # (the same step again: accumulating gradients over several batches)
+        self._last_step = step
+        curve = self.measure(pl_module, batch)
         scalars = {}
         for name, values in curve.as_dict().items():
             prefix = "grad_flow" if name == "inputs" else f"grad_flow/{name}"
@@ -190,7 +192,7 @@ class GradFlowLogger(L.Callback):
                 image = curve_image(curve, f"{cell}, step {step}")
                 logger.experiment.add_image("grad_flow/curve", image, step, dataformats="HWC")
         if self.save_curves and trainer.default_root_dir:
-            line = {"step": step, "cell": cell, **curve.as_dict()}
+            line = {"step": step, "model": cell, **curve.as_dict()}
             with open(Path(trainer.default_root_dir) / "grad_flow.jsonl", "a") as file:
                 file.write(json.dumps(line) + "\n")
 
