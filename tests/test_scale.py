@@ -62,11 +62,8 @@ def test_experiment_composes_a_complete_setup(name: str, tmp_path: Path) -> None
     cfg = make_cfg(tmp_path, f"experiment={name}", tiny=False)
     task, data, model = EXPERIMENTS[name]
     assert (cfg.task.name, cfg.data.name, cfg.model.name) == (task, data, model)
-    assert cfg.optimized_metric == {
-        "slot_filling": "val/f1",
-        "char_lm": "val/bpc",
-        "long_range": "val/loss",
-    }[task]
+    main_metric = {"slot_filling": "val/f1", "char_lm": "val/bpc", "long_range": "val/loss"}
+    assert cfg.optimized_metric == main_metric[task]
 
 
 @requires_data
