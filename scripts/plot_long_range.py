@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         default=ADDING_CHANCE_MSE,
         help="a horizontal chance line (default 1/6, the adding MSE); 0: none",
     )
+    parser.add_argument(
+        "--title",
+        default="Adding problem: test MSE (runs stop at val MSE < 0.01, else after 6000 steps)",
+    )
     args = parser.parse_args(argv)
     try:
         rows = [row for folder in args.sweep_dirs for row in collect_sweep(folder, args.metric)]
@@ -38,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for row in sorted(rows, key=lambda r: (r["model"], r["length"])):
         print(f"{row['model']:<12} length {row['length']:>5}  {args.metric} {row[args.metric]:.4f}")
-    plot_sweep(rows, args.metric, args.output, chance=args.chance or None)
+    plot_sweep(rows, args.metric, args.output, chance=args.chance or None, title=args.title)
     print(args.output)
     return 0
 

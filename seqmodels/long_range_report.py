@@ -52,7 +52,13 @@ def _save(fig: Figure, path: Path) -> None:
     fig.savefig(path, dpi=fig.dpi)
 
 
-def plot_sweep(rows: list[dict], metric: str, path: Path, chance: float | None = None) -> None:
+def plot_sweep(
+    rows: list[dict],
+    metric: str,
+    path: Path,
+    chance: float | None = None,
+    title: str = "Adding problem: test MSE after training",
+) -> None:
     """``metric`` against sequence length, one line per model, log scale; a PNG at ``path``."""
     fig = Figure(figsize=(5.5, 3.6), dpi=90)
     ax = fig.add_subplot()
@@ -69,7 +75,7 @@ def plot_sweep(rows: list[dict], metric: str, path: Path, chance: float | None =
     ax.set_xticks(lengths, [str(n) for n in lengths])
     ax.set_xlabel("sequence length")
     ax.set_ylabel(metric)
-    ax.set_title("Adding problem: test MSE after training", fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
