@@ -193,7 +193,9 @@ class GradFlowLogger(L.Callback):
                 logger.experiment.add_image("grad_flow/curve", image, step, dataformats="HWC")
         if self.save_curves and trainer.default_root_dir:
             line = {"step": step, "model": cell, **curve.as_dict()}
-            with open(Path(trainer.default_root_dir) / "grad_flow.jsonl", "a") as file:
+            run_dir = Path(trainer.default_root_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)  # (with no logger, nothing made it yet)
+            with open(run_dir / "grad_flow.jsonl", "a") as file:
                 file.write(json.dumps(line) + "\n")
 
     def measure(self, pl_module: L.LightningModule, batch: Any) -> FlowCurve:
