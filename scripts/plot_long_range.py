@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--title",
-        default="Adding problem: test MSE (runs stop at val MSE < 0.01, else after 6000 steps)",
+        default="Adding problem: test MSE (stop at val MSE < 0.01 or 6000 steps)",
     )
     args = parser.parse_args(argv)
     try:
