@@ -107,7 +107,7 @@ def test_lstm_learns_a_short_adding_problem(cfg_factory, one_thread):
             "data.steps_per_epoch=150",
             "trainer.max_epochs=3",
             "task.module.optimizer.lr=0.01",
-            "+trainer.limit_train_batches=null",
+            "++trainer.limit_train_batches=null",
             tiny=False,
         )
     )
