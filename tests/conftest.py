@@ -55,8 +55,9 @@ def make_cfg(output_dir: Path, *overrides: str, tiny: bool = True) -> DictConfig
                 *overrides,
             ],
         )
-    with open_dict(cfg):
-        cfg.data.download = False
+    if "download" in cfg.data:  # generated data (data=adding, copy) downloads nothing
+        with open_dict(cfg):
+            cfg.data.download = False
     return cfg
 
 

@@ -58,6 +58,7 @@ EXPERIMENTS = {
     "snips_bilstm": ("slot_filling", "snips", "bilstm"),
     "shakespeare_lstm": ("char_lm", "tinyshakespeare", "lstm"),
     "shakespeare_best": ("char_lm", "tinyshakespeare", "lstm"),
+    "long_range_sweep": ("long_range", "adding", "lstm"),
 }
 
 
@@ -71,7 +72,8 @@ def test_experiment_composes_a_complete_setup(name: str, tmp_path: Path) -> None
     cfg = make_cfg(tmp_path, f"experiment={name}", tiny=False)
     task, data, model = EXPERIMENTS[name]
     assert (cfg.task.name, cfg.data.name, cfg.model.name) == (task, data, model)
-    assert cfg.optimized_metric == {"slot_filling": "val/f1", "char_lm": "val/bpc"}[task]
+    main_metric = {"slot_filling": "val/f1", "char_lm": "val/bpc", "long_range": "val/loss"}
+    assert cfg.optimized_metric == main_metric[task]
 
 
 @requires_data
@@ -195,6 +197,8 @@ def test_ddp_on_cpu_one_run_dir_and_metrics_over_the_whole_val_set(tmp_path: Pat
     assert [p.name for p in (run_dir / "tensorboard").iterdir() if p.is_dir()] == []
     logged = scalar_tags(run_dir / "tensorboard")
     assert len(logged["train/loss"]) == 4  # steps of one process, logged once
+    assert len(logged["grad_flow/k=1"]) == 1  # step 0, measured on rank 0 only
+    assert len(logged["gates/l0_reverse/forget_mean"]) == 1  # one validation
     ddp_f1, ddp_loss = logged["val/f1"][0], logged["val/loss"][0]
 
     # One process evaluating the same weights on the whole val split gets the same numbers:

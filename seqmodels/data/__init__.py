@@ -2,7 +2,15 @@
 
 from seqmodels.data.char_lm import CharLMDataModule
 from seqmodels.data.download import DatasetError, ensure_dataset
+from seqmodels.data.long_range import LongRangeDataModule
 from seqmodels.data.slot_filling import SlotFillingDataModule
 from seqmodels.data.vocab import Vocab
 
-__all__ = ["CharLMDataModule", "DatasetError", "SlotFillingDataModule", "Vocab", "ensure_dataset"]
+__all__ = [
+    "CharLMDataModule",
+    "DatasetError",
+    "SlotFillingDataModule",
+    "Vocab",
+    "ensure_dataset",
+    "LongRangeDataModule",
+]
