@@ -125,8 +125,12 @@ class CRF(nn.Module):
     def log_likelihood(
         self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor
     ) -> torch.Tensor:
-        """``log p(tags | emissions)`` per sequence ``[B]``."""
-        return self.score(emissions, tags, mask) - self.log_partition(emissions, mask)
+        """``log p(tags | emissions)`` per sequence ``[B]``, in float32 at least (under mixed
+        precision too: the recursion sums over many steps)."""
+        if emissions.dtype in (torch.float16, torch.bfloat16):
+            emissions = emissions.float()
+        with torch.autocast(emissions.device.type, enabled=False):
+            return self.score(emissions, tags, mask) - self.log_partition(emissions, mask)
 
     def decode(
         self,
