@@ -103,10 +103,15 @@ class SlotTagger(SequenceTask):
         mask = tags != 0
         return -self.crf.log_likelihood(tag_scores, tags, mask).sum() / mask.sum()
 
-    def predict_tags(self, tag_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Best tag ids ``[B, T]``: per-token argmax, or the CRF's allowed Viterbi path."""
+    def predict_tags(
+        self, tag_scores: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Best tag ids ``[B, T]``: per-token argmax, or the CRF's allowed Viterbi path over
+        the real tokens ``mask [B, T]`` (``None``: every position is a real token)."""
         if self.crf is None:
             return tag_scores.masked_fill(self.blocked_tags, float("-inf")).argmax(-1)
+        if mask is None:
+            mask = torch.ones(tag_scores.shape[:2], dtype=torch.bool, device=tag_scores.device)
         return self.crf.decode(tag_scores, mask, self.blocked_tags)
 
     def predict_intents(self, intent_logits: torch.Tensor) -> torch.Tensor:
