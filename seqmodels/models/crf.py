@@ -1,9 +1,10 @@
 """A linear-chain CRF over per-token tag scores: exact log-likelihood and constrained Viterbi.
 
-Written here rather than taken from a library: ``pytorch-crf`` (0.7.2, 2019) and ``TorchCRF``
-are no longer maintained and have no transition constraints, and AllenNLP's CRF (which has
-them) would bring all of AllenNLP. The whole layer is the two recursions below (~100 lines),
-tested against brute-force enumeration of every tag sequence (tests/models/test_crf.py).
+Written here rather than taken from a library. On PyPI: ``pytorch-crf`` 0.7.2 (last release
+2019-02) and ``TorchCRF`` 1.1.0 (2020-08) are unmaintained and have no transition constraints;
+``torch-struct`` 0.5 (2021-02) is unmaintained too; AllenNLP's CRF has constraints, but AllenNLP
+(2.10.1, 2022-10) is archived and would bring its whole stack. The layer is the two recursions
+below, tested against brute-force enumeration of every tag sequence (tests/models/test_crf.py).
 
 Shapes: ``emissions [B, T, K]`` (scores from the tagger), ``mask [B, T]`` true on real tokens,
 left-aligned (each row is ``length`` trues then falses), every row at least one token long.
