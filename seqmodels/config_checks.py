@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from seqmodels.data.conll import check_conll_options
 from seqmodels.errors import ConfigError
 from seqmodels.models.encoders import CELLS
 from seqmodels.tasks.char_lm import require_causal
@@ -55,6 +56,8 @@ def _check_data(data: DictConfig) -> None:
         positive_int("data.num_workers", data.num_workers, minimum=0)
     if "val_fraction" in data:
         number_in("data.val_fraction", data.val_fraction, 0.0, 1.0, open_low=True)
+    if str(data.get("_target_", "")).endswith("ConllDataModule"):
+        check_conll_options(data.get("path"), data.get("scheme", "BIO"))
 
 
 def _check_trainer(trainer: DictConfig) -> None:

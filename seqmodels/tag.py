@@ -17,6 +17,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from seqmodels.data.slot_filling import encode_chars, pad_chars
 from seqmodels.data.vocab import UNK, Vocab
 from seqmodels.errors import errors_reported
 from seqmodels.evaluate import load_module
@@ -46,6 +47,8 @@ class Tagger:
     def __init__(self, module: torch.nn.Module, vocabs: dict[str, list[str]]) -> None:
         self.module = module.eval()
         self.words = Vocab(vocabs["words"], unk=UNK)
+        # Character ids for models with model.char_features (their vocabularies have "chars").
+        self.chars = Vocab(vocabs["chars"], unk=UNK) if "chars" in vocabs else None
         self.intents = list(vocabs["intents"])
         # ATIS and SNIPS are lower-case; a training set with capitals keeps the case as typed.
         self.lowercase = all(w == w.lower() for w in vocabs["words"])
@@ -62,8 +65,11 @@ class Tagger:
         device = next(self.module.parameters()).device
         words = torch.tensor([self.words.encode(tokens)], device=device)
         lengths = torch.tensor([len(tokens)])
+        chars = None
+        if self.chars is not None:
+            chars = pad_chars([encode_chars(tokens, self.chars)]).to(device)
         with torch.inference_mode():
-            tag_logits, intent_logits = self.module(words, lengths)
+            tag_logits, intent_logits = self.module(words, lengths, chars)
             tags = self.module.decode(self.module.predict_tags(tag_logits), lengths)[0]
             intent = self.intents[int(self.module.predict_intents(intent_logits)[0])]
         return {

@@ -56,6 +56,8 @@ def assert_complete_job(job: Path) -> None:
 EXPERIMENTS = {
     "atis_bilstm": ("slot_filling", "atis", "bilstm"),
     "snips_bilstm": ("slot_filling", "snips", "bilstm"),
+    "atis_best": ("slot_filling", "atis", "bilstm"),
+    "snips_best": ("slot_filling", "snips", "bilstm"),
     "shakespeare_lstm": ("char_lm", "tinyshakespeare", "lstm"),
     "shakespeare_best": ("char_lm", "tinyshakespeare", "lstm"),
     "long_range_sweep": ("long_range", "adding", "lstm"),

@@ -99,3 +99,20 @@ def test_slots_join_chunk_words_and_list_a_repeated_slot() -> None:
     }
     assert slots_of(["a", "b"], ["O", "I-x"]) == {"x": "b"}  # I- after O opens a chunk
     assert slots_of([], []) == {}
+
+
+@requires_data
+def test_a_crf_tagger_with_char_features_tags_in_process(tmp_path: Path, one_thread) -> None:
+    """atis_best's kind of model: the tagger feeds it characters and decodes with its CRF."""
+    from seqmodels.evaluate import load_module
+    from seqmodels.tag import Tagger
+
+    overrides = ["task.module.decoder=crf", "model.char_features=cnn", "model.hidden_size=16"]
+    train(make_cfg(tmp_path, *overrides, "test=false"))
+    module, checkpoint = load_module(str(tmp_path / "checkpoints" / "last.ckpt"))
+    tagger = Tagger(module, checkpoint["hyper_parameters"]["vocabs"])
+    result = tagger(SENTENCE)
+    assert result["tokens"] == SENTENCE.lower().split()
+    assert len(result["tags"]) == len(result["tokens"])
+    assert all(t == "O" or t[:2] in ("B-", "I-") for t in result["tags"])
+    assert result["slots"] == slots_of(result["tokens"], result["tags"])

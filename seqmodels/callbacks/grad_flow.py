@@ -117,11 +117,18 @@ def task_problem(module: L.LightningModule, batch: Any) -> Problem:
         lengths, tags = batch["lengths"], batch["tags"]
         rows, last = torch.arange(tags.size(0), device=tags.device), lengths.to(tags.device) - 1
 
+        words = batch["words"]
+        mask = (words != 0).unsqueeze(-1)
+
         def tag_loss(states: Tensor) -> Tensor:
-            logits = module.tag_head(states[rows, last])
+            # the tag head as the tagger applies it (with intent-to-slot: beside the pooled state)
+            pooled = states.masked_fill(~mask, float("-inf")).amax(dim=1)
+            logits = module.tag_head(module.intent_to_slot(states, pooled)[rows, last])
             return F.cross_entropy(logits, tags[rows, last], reduction="none")
 
-        return module.embedding(batch["words"]).detach(), lengths, tag_loss
+        # what the encoder reads: word embeddings (with char features, if the model has them)
+        inputs = module.words_in(module.embedding(words), batch.get("chars"))
+        return inputs.detach(), lengths, tag_loss
     raise TypeError(f"no gradient-flow measurement for {type(module).__name__}")
 
 

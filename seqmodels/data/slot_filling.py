@@ -22,10 +22,29 @@ log = logging.getLogger(__name__)
 Batch = dict[str, Any]
 
 
+def pad_chars(words: list[torch.Tensor]) -> torch.Tensor:
+    """Per utterance ``[T_i, L_i]`` char ids -> ``[B, max T, max L]`` (0 = padding)."""
+    longest_word = max((w.size(1) for w in words), default=0)
+    longest_utt = max((w.size(0) for w in words), default=0)
+    out = torch.zeros(len(words), longest_utt, max(longest_word, 1), dtype=torch.long)
+    for i, w in enumerate(words):
+        out[i, : w.size(0), : w.size(1)] = w
+    return out
+
+
+def encode_chars(tokens: list[str], chars: Vocab) -> torch.Tensor:
+    """``[T, longest word]`` char ids of one utterance (unknown chars -> ``<unk>``)."""
+    out = torch.zeros(len(tokens), max((len(t) for t in tokens), default=1), dtype=torch.long)
+    for i, token in enumerate(tokens):
+        out[i, : len(token)] = torch.tensor(chars.encode(token), dtype=torch.long)
+    return out
+
+
 def collate(items: list[Batch]) -> Batch:
     """Pad word and tag ids to the longest utterance; keep gold tag strings for span metrics."""
     return {
         "words": pad_sequence([it["words"] for it in items], batch_first=True),
+        "chars": pad_chars([it["chars"] for it in items]),
         "tags": pad_sequence([it["tags"] for it in items], batch_first=True),
         "lengths": torch.tensor([len(it["words"]) for it in items]),
         "intents": torch.tensor([it["intent"] for it in items]),
@@ -37,9 +56,10 @@ def collate(items: list[Batch]) -> Batch:
 class SlotFillingDataModule(L.LightningDataModule):
     """ATIS/SNIPS (or any folder in the same layout) as padded batches.
 
-    Vocabularies come from the train split (words seen ``min_freq`` times; tags and intents
-    with an UNK entry, so labels unseen in train count as errors rather than crash), unless
-    ``vocabs`` (as saved in a checkpoint) are given.
+    Vocabularies come from the train split (words seen ``min_freq`` times; every character of
+    a train word, for char features; tags and intents with an UNK entry, so labels unseen in
+    train count as errors rather than crash), unless ``vocabs`` (as saved in a checkpoint) are
+    given.
     """
 
     kind = "slot_filling"
@@ -79,10 +99,14 @@ class SlotFillingDataModule(L.LightningDataModule):
         if self.path is None:
             ensure_dataset(self.name, self.data_dir, download=self.download)
 
+    def read_split(self, split: str) -> list[Utterance]:
+        """The utterances of ``split`` (train, valid or test); other formats override this."""
+        return read_split(self.folder, split)
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        self.splits = {split: read_split(self.folder, split) for split in SPLITS}
+        self.splits = {split: self.read_split(split) for split in SPLITS}
         if not self.vocabs:
             train = self.splits["train"]
             self.vocabs = {
@@ -90,6 +114,8 @@ class SlotFillingDataModule(L.LightningDataModule):
                 "tags": Vocab.build((u.tags for u in train), specials=(PAD, UNK)),
                 "intents": Vocab.build(([u.intent] for u in train), specials=(UNK,)),
             }
+        if "chars" not in self.vocabs:  # checkpoints from before char features have none
+            self.vocabs["chars"] = Vocab.build(w for u in self.splits["train"] for w in u.words)
         self._warn_unseen_labels()
 
     def _warn_unseen_labels(self) -> None:
@@ -120,6 +146,7 @@ class SlotFillingDataModule(L.LightningDataModule):
         return [
             {
                 "words": torch.tensor(words.encode(u.words)),
+                "chars": encode_chars(u.words, self.vocabs["chars"]),
                 "tags": torch.tensor(tags.encode(u.tags)),
                 "intent": intents.encode([u.intent])[0],
                 "gold_tags": u.tags,
