@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+")
     parser.add_argument("--png", type=Path, help="draw tag (and also) against minutes here")
     parser.add_argument("--labels", help="comma-separated legend labels, one per run")
+    parser.add_argument("--x", choices=("minutes", "step"), default="minutes", help="x axis")
     parser.add_argument("--tag", default="val/loss")
     parser.add_argument("--also", default="val/loss_windowed", help="a second tag to print")
     parser.add_argument("--target", type=float, default=1.45)
@@ -31,8 +32,8 @@ def main() -> None:
         draw(curves, args)
 
 
-def curve(run: Path, args: argparse.Namespace) -> list[tuple[float, float, float | None]]:
-    """Print the run's curve; returns (seconds, tag value, also value) per validation."""
+def curve(run: Path, args: argparse.Namespace) -> list[tuple[float, float, float | None, int]]:
+    """Print the run's curve; returns (seconds, tag value, also value, step) per validation."""
     events = sorted(run.glob("tensorboard/**/events.out.tfevents.*"))
     if not events:
         raise SystemExit(f"{run}: no TensorBoard event files under tensorboard/")
@@ -53,7 +54,7 @@ def curve(run: Path, args: argparse.Namespace) -> list[tuple[float, float, float
         last = event.step
         extra = f"  {args.also} {also[event.step]:.4f}" if event.step in also else ""
         seconds = event.wall_time - start
-        points.append((seconds, event.value, also.get(event.step)))
+        points.append((seconds, event.value, also.get(event.step), event.step))
         print(f"step {event.step:7d}  {seconds:8.1f} s  {args.tag} {event.value:.4f}{extra}")
         reached = event.value <= args.target if args.mode == "min" else event.value >= args.target
         if hit is None and reached:
@@ -63,7 +64,7 @@ def curve(run: Path, args: argparse.Namespace) -> list[tuple[float, float, float
     return points
 
 
-def draw(curves: dict[str, list[tuple[float, float, float | None]]], args) -> None:
+def draw(curves: dict[str, list[tuple[float, float, float | None, int]]], args) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,7 +72,7 @@ def draw(curves: dict[str, list[tuple[float, float, float | None]]], args) -> No
 
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
     for label, points in curves.items():
-        minutes = [p[0] / 60 for p in points]
+        minutes = [p[0] / 60 if args.x == "minutes" else p[3] for p in points]
         (line,) = ax.plot(minutes, [p[1] for p in points], marker="o", label=f"{label}: {args.tag}")
         if any(p[2] is not None for p in points):
             also = [(m, p[2]) for m, p in zip(minutes, points) if p[2] is not None]
@@ -81,7 +82,7 @@ def draw(curves: dict[str, list[tuple[float, float, float | None]]], args) -> No
     ax.axhline(
         args.target, color="grey", linewidth=0.8, linestyle=":", label=f"target {args.target}"
     )
-    ax.set_xlabel("minutes")
+    ax.set_xlabel("minutes" if args.x == "minutes" else "optimizer step")
     ax.set_ylabel("nats per character" if "loss" in args.tag else args.tag)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
