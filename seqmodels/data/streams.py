@@ -8,6 +8,7 @@ can carry its recurrent state from one batch to the next (detached: the truncati
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterator
 
@@ -55,7 +56,7 @@ class Streams(IterableDataset):
             raise ValueError(f"{targets} characters cannot fill {total} streams")
         base, extra = divmod(targets, total)
         lengths = [base + (1 if exact and s < extra else 0) for s in range(total)]
-        starts = [sum(lengths[:s]) for s in range(total)]
+        starts = [0, *itertools.accumulate(lengths)]
         mine = range(rank * num_streams, (rank + 1) * num_streams)
         width = max(lengths[s] for s in mine)
         self.x = torch.zeros(num_streams, width, dtype=torch.long)

@@ -16,11 +16,6 @@ LENGTHS = torch.tensor([9, 3, 6, 1])  # unsorted, unequal
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_thread):
-    """Tiny tensors: threads only add overhead."""
-
-
 def _layer(cls: type, **kwargs) -> nn.Module:
     torch.manual_seed(0)
     return cls(IN, H, batch_first=True, dtype=F64, **kwargs).eval()

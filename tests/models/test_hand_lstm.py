@@ -23,15 +23,6 @@ F64 = torch.float64
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: threads only add overhead (and stall badly on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pair(seed: int = 0, cls: type = nn.LSTM, hand: type = HandLSTM, **kwargs):
     """A torch module and a hand module built from the same seed."""
     torch.manual_seed(seed)

@@ -15,14 +15,6 @@ F64 = torch.float64
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pair(cls=nn.LSTM, hand_cls=HandLSTM, **kwargs):
     torch.manual_seed(0)
     ref = cls(IN, H, **kwargs)

@@ -17,14 +17,6 @@ KWARGS = dict(num_layers=2, bidirectional=True, proj_size=2)
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pair(dtype=F64, **kwargs):
     torch.manual_seed(0)
     ref = nn.LSTM(IN, H, dtype=dtype, **kwargs)

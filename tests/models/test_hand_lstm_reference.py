@@ -11,14 +11,6 @@ from seqmodels.models.hand_lstm_function import lstm_layer, lstm_layer_reference
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("bias", [True, False])
 def test_reference_step_is_nn_lstm_cell(bias):
     torch.manual_seed(0)

@@ -34,14 +34,6 @@ HAND = {nn.LSTM: HandLSTM, nn.LSTMCell: HandLSTMCell}
 INFOS = {info.module_cls: info for info in common_modules.module_db if info.module_cls in HAND}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _samples(ref_cls, dtype: torch.dtype, training: bool = True) -> list:
     info = INFOS[ref_cls]
     return info.module_inputs_func(
