@@ -14,6 +14,7 @@ from seqmodels.models.hand_lstm_function import lstm_forward
 IN, H, T, B = 5, 7, 9, 4
 LENGTHS = torch.tensor([9, 3, 6, 1])  # unsorted, unequal
 F64 = torch.float64
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 def _layer(cls: type, **kwargs) -> nn.Module:

@@ -20,7 +20,10 @@ from seqmodels.models.hand_lstm_function import LSTMLayerFunction, _onednn_usabl
 IN, H, T, B = 5, 7, 6, 4
 LENGTHS = [6, 2, 5, 3]  # unsorted, unequal
 F64 = torch.float64
-pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:LSTM with projections is not supported"),
+    pytest.mark.usefixtures("one_thread_per_module"),
+]
 
 
 def _pair(seed: int = 0, cls: type = nn.LSTM, hand: type = HandLSTM, **kwargs):

@@ -12,7 +12,10 @@ from seqmodels.models import HandLSTM, HandLSTMCell
 
 IN, H, T = 3, 4, 5
 F64 = torch.float64
-pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:LSTM with projections is not supported"),
+    pytest.mark.usefixtures("one_thread_per_module"),
+]
 
 
 def _pair(cls=nn.LSTM, hand_cls=HandLSTM, **kwargs):

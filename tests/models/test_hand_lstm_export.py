@@ -13,6 +13,7 @@ from seqmodels.models import HandLSTM, HandLSTMCell
 IN, H, T, B = 3, 4, 5, 2
 KWARGS = dict(num_layers=2, bidirectional=True, batch_first=True)
 pytestmark = [
+    pytest.mark.usefixtures("one_thread_per_module"),
     pytest.mark.filterwarnings("ignore:The tensor attributes self.rnn._flat_weights"),
     pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated"),
     pytest.mark.filterwarnings("ignore:`torch.jit.trace_method` is deprecated"),

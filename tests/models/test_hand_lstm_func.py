@@ -14,7 +14,10 @@ from seqmodels.models import HandLSTM, HandLSTMCell
 IN, H, T, B = 3, 4, 5, 3
 F64 = torch.float64
 KWARGS = dict(num_layers=2, bidirectional=True, proj_size=2)
-pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:LSTM with projections is not supported"),
+    pytest.mark.usefixtures("one_thread_per_module"),
+]
 
 
 def _pair(dtype=F64, **kwargs):

@@ -12,7 +12,10 @@ from seqmodels.models.hand_lstm_function import LSTMLayerFunction
 
 IN, H, T, B = 3, 4, 5, 3
 F64 = torch.float64
-pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:LSTM with projections is not supported"),
+    pytest.mark.usefixtures("one_thread_per_module"),
+]
 
 
 def _gradient_penalty_grads(model, x, hx, packed):

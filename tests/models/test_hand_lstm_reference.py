@@ -9,6 +9,7 @@ from torch import nn
 from seqmodels.models.hand_lstm_function import lstm_layer, lstm_layer_reference, reference_step
 
 F64 = torch.float64
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -28,7 +28,10 @@ from torch.testing._internal import common_modules, common_utils  # noqa: E402
 # the rest of this test session needs the flags settable again: undo it where torch keeps it.
 torch.backends.flags_frozen.__globals__["__allow_nonbracketed_mutation_flag"] = not _frozen
 assert torch.backends.flags_frozen() == _frozen
-pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:LSTM with projections is not supported"),
+    pytest.mark.usefixtures("one_thread_per_module"),
+]
 
 HAND = {nn.LSTM: HandLSTM, nn.LSTMCell: HandLSTMCell}
 INFOS = {info.module_cls: info for info in common_modules.module_db if info.module_cls in HAND}
