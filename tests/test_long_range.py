@@ -97,6 +97,31 @@ def test_copy_trains_through_train(cfg_factory, one_thread):
     assert 0.0 <= metrics["test/acc"] <= 100.0
 
 
+@pytest.mark.parametrize("model", ["lstm", "rnn"])
+def test_copy_experiment_starts_lstm_forget_gates_at_one(
+    cfg_factory, tmp_path: Path, model, one_thread
+):
+    """experiment=long_range_copy: data=copy, lr 1e-2, forget bias 1 (LSTM); rnn ignores it."""
+    cfg = cfg_factory("experiment=long_range_copy", f"model={model}", *LONG_RANGE[1:])
+    assert (cfg.data.name, cfg.task.module.optimizer.lr, cfg.model.forget_bias) == (
+        "copy",
+        0.01,
+        1.0,
+    )
+    if model == "rnn":
+        with pytest.warns(UserWarning, match="has no forget gate"):
+            metrics = train(cfg)
+    else:
+        metrics = train(cfg)
+        checkpoint = next((tmp_path / "checkpoints").glob("*.ckpt"))
+        state = torch.load(checkpoint, weights_only=True)["state_dict"]
+        hidden = cfg.model.hidden_size
+        forget = slice(hidden, 2 * hidden)  # gate rows i, f, g, o
+        total = state["encoder.rnn.bias_ih_l0"][forget] + state["encoder.rnn.bias_hh_l0"][forget]
+        assert (total - 1.0).abs().max() < 0.2  # started at 1, a few Adam steps of 1e-2 since
+    assert metrics["test/chance_acc"] == pytest.approx(100 / 8)
+
+
 def test_lstm_learns_a_short_adding_problem(cfg_factory, one_thread):
     """A few hundred steps at length 10: the LSTM's MSE falls well under chance (1/6)."""
     metrics = train(

@@ -6,6 +6,8 @@ Every ``model=`` option builds one of these; the task heads only see ``output_si
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -26,6 +28,23 @@ def cell_class(cell: str) -> type[nn.Module]:
     return {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
 
 
+@torch.no_grad()
+def init_forget_bias(lstm: nn.Module, value: float) -> None:
+    """Start every forget gate of ``lstm`` (nn.LSTM or HandLSTM) at bias ``value``.
+
+    The gate is ``f = σ(W_if x + b_if + W_hf h + b_hf)``: ``b_if = value`` and ``b_hf = 0`` make
+    the cell keep ``σ(value)`` of its memory per step from the start (about 0.73 at 1), so
+    gradients reach far back before the gates have learnt anything (Gers et al. 2000;
+    Jozefowicz et al. 2015; Keras' ``unit_forget_bias``). Gate rows are ordered i, f, g, o.
+    """
+    hidden = lstm.hidden_size
+    for name, bias in lstm.named_parameters():
+        if name.startswith("bias_ih"):
+            bias[hidden : 2 * hidden] = value
+        elif name.startswith("bias_hh"):
+            bias[hidden : 2 * hidden] = 0.0
+
+
 class RNNEncoder(nn.Module):
     """A stack of ``cell`` layers over ``[batch, time, input_size]`` embeddings.
 
@@ -42,6 +61,7 @@ class RNNEncoder(nn.Module):
         dropout: float = 0.0,
         bidirectional: bool = False,
         nonlinearity: str = "tanh",
+        forget_bias: float | None = None,
     ) -> None:
         super().__init__()
         if cell not in CELLS:
@@ -53,6 +73,13 @@ class RNNEncoder(nn.Module):
             raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"model.nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        if forget_bias is not None and cell not in ("lstm", "hand_lstm"):
+            warnings.warn(
+                f"model.forget_bias={forget_bias} sets an LSTM's forget-gate bias; "
+                f"model.cell={cell!r} has no forget gate, so it is not used",
+                stacklevel=2,
+            )
+            forget_bias = None
         extra = {"nonlinearity": nonlinearity} if cell == "rnn" else {}
         self.rnn = cell_class(cell)(
             input_size,
@@ -63,6 +90,8 @@ class RNNEncoder(nn.Module):
             batch_first=True,
             **extra,
         )
+        if forget_bias is not None:
+            init_forget_bias(self.rnn, forget_bias)
         self.cell = cell
         self.bidirectional = bidirectional
         self.output_size = hidden_size * (2 if bidirectional else 1)

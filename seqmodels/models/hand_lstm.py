@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from seqmodels.models.hand_lstm_function import lstm_layer, reference_step
+from seqmodels.models.hand_lstm_function import lstm_bilayer, lstm_layer, reference_step
 
 State = tuple[Tensor, Tensor]
 
@@ -315,18 +315,20 @@ class HandLSTM(nn.Module):
         for layer in range(self.num_layers):
             if layer > 0 and self.dropout > 0 and self.training:
                 x = F.dropout(x, self.dropout, training=True)
-            outs = []
-            for direction in range(num_directions):
-                k = layer * num_directions + direction
-                flat = self._flat_weights
-                weights = [flat[i] if i is not None else None for i in self._layer_slots[k]]
-                weights = _autocast(weights, x.device.type)
-                out, h, c = lstm_layer(x, h0[k], c0[k], *weights, batch_sizes, direction == 1)
-                outs.append(out)
-                h_n.append(h)
-                c_n.append(c)
-            x = outs[0] if num_directions == 1 else torch.cat(outs, 1)
-        return x, torch.stack(h_n), torch.stack(c_n)
+            flat = self._flat_weights
+            weights = [
+                _autocast([flat[i] if i is not None else None for i in slots], x.device.type)
+                for slots in self._layer_slots[layer * num_directions :][:num_directions]
+            ]
+            if num_directions == 1:
+                x, h, c = lstm_layer(x, h0[layer], c0[layer], *weights[0], batch_sizes)
+                h, c = h[None], c[None]
+            else:
+                pair = slice(2 * layer, 2 * layer + 2)
+                x, h, c = lstm_bilayer(x, h0[pair], c0[pair], *weights, batch_sizes)
+            h_n.append(h)
+            c_n.append(c)
+        return x, torch.cat(h_n), torch.cat(c_n)
 
 
 class HandLSTMCell(nn.Module):

@@ -15,10 +15,19 @@ Launch overhead remains (two launches a step from Python); capture the module wi
 ``torch.cuda.make_graphed_callables`` to replay a whole forward and backward as one CUDA graph
 (``scripts/bench_rnn.py --device cuda`` times both). The layer without ``proj_size`` takes
 this path; with a projection, HandLSTM uses the portable one in ``hand_lstm_function``.
+
+A bidirectional layer over equal-length sequences runs both directions *in the same loop*
+(:func:`cuda_bilstm_layer`): step ``s`` advances the forward direction at time ``s`` and the
+reverse one at time ``T-1-s``, so their two recurrent products are one batched GEMM
+(``torch.baddbmm`` over a ``[2, H, 4H]`` stack of ``W_hh^T``) and their element-wise work one
+fused kernel over ``2B`` rows. Half the launches, twice the work per launch; cuDNN overlaps
+the directions the same way. Packed input (directions of different widths at a step) keeps
+one loop per direction.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -67,16 +76,36 @@ _compiled: dict[str, Callable] = {}
 # Whether HandLSTM's CUDA layer runs the fused, compiled kernels (False: the same functions
 # eagerly, ~8 kernels a step; scripts/bench_rnn.py times both).
 COMPILE = True
+# Compiled variants each fused function may have. Dynamo compiles one per dtype and per
+# layout it meets (its guards tell a row slice at offset 0 from one further on), so one
+# process training in float32, bf16 and fp16, forward and reverse, needs more than
+# torch._dynamo's default of 8, and with fullgraph=True the 9th would raise.
+RECOMPILE_LIMIT = 64
 
 
 def fused(name: str) -> Callable:
-    """:func:`cell_forward` / :func:`cell_backward`, compiled once (one kernel each on CUDA)."""
+    """:func:`cell_forward` / :func:`cell_backward`, compiled once (one kernel each on CUDA).
+
+    Its callers run under :func:`compile_budget`: a variant per dtype and layout.
+    """
     if name not in _compiled:
         fn = {"forward": cell_forward, "backward": cell_backward}[name]
         _compiled[name] = torch.compile(fn, dynamic=True, fullgraph=True)
     return _compiled[name]
 
 
+def compile_budget(fn: Callable) -> Callable:
+    """``fn`` run with ``torch._dynamo``'s recompile limit at :data:`RECOMPILE_LIMIT`."""
+
+    @functools.wraps(fn)
+    def run(*args: object) -> object:
+        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+            return fn(*args)
+
+    return run
+
+
+@compile_budget
 def _run_forward(
     x: Tensor,
     h0: Tensor,
@@ -141,6 +170,7 @@ class CudaLSTMLayer(torch.autograd.Function):
         return out, h_n, c_n
 
     @staticmethod
+    @compile_budget
     def backward(ctx, d_out: Tensor, d_hn: Tensor, d_cn: Tensor) -> tuple[Tensor | None, ...]:
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, gates, tanh_c, c_prev, h_prev = ctx.saved_tensors
         # create_graph=True or batched gradients: autograd of the reference layer, as on CPU.
@@ -195,4 +225,166 @@ def cuda_lstm_layer(
     out, h_n, c_n, _ = _run_forward(
         x, h0, c0, w_ih, w_hh, bias, list(batch_sizes), reverse, compiled
     )
+    return out, h_n, c_n
+
+
+def _time_to_steps(t: Tensor) -> Tensor:
+    """``[T, B, 2, ...]`` in time order -> ``[T, 2, B, ...]`` in step order (reverse flipped)."""
+    return torch.stack([t[:, :, 0], t[:, :, 1].flip(0)], 1)
+
+
+def _steps_to_time(t: Tensor) -> Tensor:
+    """``[T, 2, B, ...]`` in step order -> ``[T, B, 2, ...]`` in time order (its inverse)."""
+    return torch.stack([t[:, 0], t[:, 1].flip(0)], 2)
+
+
+def _cat_weights(
+    forward: Sequence[Tensor | None], backward: Sequence[Tensor | None]
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``W_ih`` of both directions ``[8H, I]``, ``W_hh^T`` stacked ``[2, H, 4H]``, the biases."""
+    (w_ih_f, w_hh_f, b_ih_f, b_hh_f), (w_ih_r, w_hh_r, b_ih_r, b_hh_r) = forward, backward
+    w_ih = torch.cat([w_ih_f, w_ih_r])
+    w_hh_t = torch.stack([w_hh_f.t(), w_hh_r.t()])
+    bias = torch.cat([b_ih_f + b_hh_f, b_ih_r + b_hh_r]) if b_ih_f is not None else None
+    return w_ih, w_hh_t, bias
+
+
+@compile_budget
+def _run_bidirectional(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh_t: Tensor,
+    bias: Tensor | None,
+    seq_len: int,
+    compiled: bool,
+) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, ...]]:
+    """Both directions' loop; ``out [T*B, 2H], h_n, c_n [2, B, H]`` and what backward needs."""
+    step = fused("forward") if compiled else cell_forward
+    batch, hidden = h0.size(1), h0.size(2)
+    x_part = torch.addmm(bias, x, w_ih.t()) if bias is not None else x @ w_ih.t()
+    x_part = _time_to_steps(x_part.view(seq_len, batch, 2, 4 * hidden))  # [T, 2, B, 4H]
+    h, c = h0, c0.reshape(2 * batch, hidden)
+    outs, gates_all, tanh_all, c_prev_all, h_prev_all = [], [], [], [], []
+    for s in range(seq_len):
+        # both z_t = x_t W_ih^T + b + h_{t-1} W_hh^T at once: [2, B, H] @ [2, H, 4H]
+        z = torch.baddbmm(x_part[s], h, w_hh_t).view(2 * batch, 4 * hidden)
+        h_prev, c_prev = h, c
+        h, c, gates, tanh_c = step(z, c)
+        h = h.view(2, batch, hidden)
+        for store, value in zip(
+            (outs, gates_all, tanh_all, c_prev_all, h_prev_all), (h, gates, tanh_c, c_prev, h_prev)
+        ):
+            store.append(value)
+    out = _steps_to_time(torch.stack(outs)).reshape(seq_len * batch, 2 * hidden)
+    saved = tuple(torch.stack(s) for s in (gates_all, tanh_all, c_prev_all, h_prev_all))
+    return out, h, c.view(2, batch, hidden), saved
+
+
+class CudaBiLSTMLayer(torch.autograd.Function):
+    """``(x, h0, c0, *weights_forward, *weights_reverse, seq_len, compiled) -> out, h_n, c_n``.
+
+    ``h0``, ``c0``, ``h_n``, ``c_n`` are ``[2, B, H]`` (forward direction first); ``x`` and
+    ``out`` are time-major rows ``[T*B, ...]`` of equal-length sequences.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, x: Tensor, h0: Tensor, c0: Tensor, *args: object
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        weights, (seq_len, compiled) = args[:8], args[8:]
+        w_ih, w_hh_t, bias = _cat_weights(weights[:4], weights[4:])
+        out, h_n, c_n, saved = _run_bidirectional(x, h0, c0, w_ih, w_hh_t, bias, seq_len, compiled)
+        ctx.seq_len, ctx.compiled = seq_len, compiled
+        ctx.save_for_backward(x, h0, c0, *weights, *saved)
+        return out, h_n, c_n
+
+    @staticmethod
+    @compile_budget
+    def backward(ctx, d_out: Tensor, d_hn: Tensor, d_cn: Tensor) -> tuple[Tensor | None, ...]:
+        x, h0, c0, *weights = ctx.saved_tensors
+        weights, (gates, tanh_c, c_prev, h_prev) = weights[:8], weights[8:]
+        if torch.is_grad_enabled() or _batched(d_out, d_hn, d_cn):  # as CudaLSTMLayer
+            return *_bidirectional_vjp(ctx, x, h0, c0, weights, d_out, d_hn, d_cn), None, None
+        step = fused("backward") if ctx.compiled else cell_backward
+        seq_len, (_, batch, hidden) = ctx.seq_len, h0.shape
+        w_ih, w_hh_t, _ = _cat_weights(weights[:4], weights[4:])
+        w_hh = w_hh_t.transpose(1, 2)  # [2, 4H, H]
+        d_steps = _time_to_steps(d_out.view(seq_len, batch, 2, hidden))
+        d_gates = torch.empty_like(gates)  # [T, 2B, 4H], step order
+        dh, dc = d_hn, d_cn.reshape(2 * batch, hidden)
+        for s in reversed(range(seq_len)):  # BPTT, both directions at once
+            dh = dh + d_steps[s]
+            d_z, dc = step(dh.view(2 * batch, hidden), dc, gates[s], tanh_c[s], c_prev[s])
+            d_gates[s] = d_z
+            dh = torch.bmm(d_z.view(2, batch, 4 * hidden), w_hh)  # dL/dh_{t-1}
+        d_rows = _steps_to_time(d_gates.view(seq_len, 2, batch, 4 * hidden))
+        d_rows = d_rows.reshape(seq_len * batch, 8 * hidden)  # dL/d(x W_ih^T + b), time order
+        need = ctx.needs_input_grad
+        d_x = d_rows @ w_ih if need[0] else None
+        d_w_ih = (d_rows.t() @ x).chunk(2) if need[3] or need[7] else (None, None)
+        per_direction = d_gates.view(seq_len, 2, batch, 4 * hidden).transpose(0, 1)
+        d_w_hh = torch.bmm(
+            per_direction.reshape(2, -1, 4 * hidden).transpose(1, 2),
+            h_prev.transpose(0, 1).reshape(2, -1, hidden),
+        )
+        d_b = d_rows.sum(0).chunk(2) if weights[2] is not None else (None, None)
+        grads: list[Tensor | None] = [d_x, dh, dc.view(2, batch, hidden)]
+        for k in range(2):
+            grads += [d_w_ih[k], d_w_hh[k], d_b[k], d_b[k].clone() if d_b[k] is not None else None]
+        return *(g if n else None for g, n in zip(grads, need)), None, None
+
+
+def _bidirectional_vjp(
+    ctx,
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weights: Sequence[Tensor | None],
+    d_out: Tensor,
+    d_hn: Tensor,
+    d_cn: Tensor,
+) -> tuple[Tensor | None, ...]:
+    """Differentiable gradients (double backward, vmap): each direction's :func:`layer_vjp`."""
+    need = ctx.needs_input_grad
+    batch, hidden = h0.size(1), h0.size(2)
+    sizes = [batch] * ctx.seq_len
+    x_grad, per_direction = None, []
+    with torch.enable_grad():  # h0[k] must stay a differentiable view of h0, even under vmap
+        h0s, c0s = h0.unbind(0), c0.unbind(0)
+    for k, reverse in ((0, False), (1, True)):
+        inputs = (x, h0s[k], c0s[k], *weights[4 * k : 4 * k + 4], None)
+        needs = (need[0], need[1], need[2], *need[3 + 4 * k : 7 + 4 * k], False)
+        grads = (d_out[:, k * hidden : (k + 1) * hidden], d_hn[k], d_cn[k])
+        d_x, d_h0, d_c0, *d_w = layer_vjp(inputs, sizes, reverse, grads, needs)[:7]
+        x_grad = d_x if x_grad is None else (x_grad + d_x if d_x is not None else x_grad)
+        per_direction.append((d_h0, d_c0, d_w))
+    stacked = [
+        torch.stack([per_direction[0][k], per_direction[1][k]]) if need[1 + k] else None
+        for k in range(2)
+    ]
+    return x_grad, *stacked, *per_direction[0][2], *per_direction[1][2]
+
+
+def cuda_bilstm_layer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weights_forward: Sequence[Tensor | None],
+    weights_reverse: Sequence[Tensor | None],
+    seq_len: int,
+    compiled: bool | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Both directions of a layer over equal-length time-major rows ``x [T*B, I]``.
+
+    ``weights_*``: ``w_ih, w_hh, b_ih, b_hh`` of each direction; ``h0, c0``: ``[2, B, H]``.
+    Returns ``out [T*B, 2H]`` (forward half first, as nn.LSTM) and ``h_n, c_n [2, B, H]``.
+    """
+    compiled = COMPILE if compiled is None else compiled
+    args = (x, h0, c0, *weights_forward, *weights_reverse)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args):
+        return CudaBiLSTMLayer.apply(*args, seq_len, compiled)
+    w_ih, w_hh_t, bias = _cat_weights(weights_forward, weights_reverse)
+    out, h_n, c_n, _ = _run_bidirectional(x, h0, c0, w_ih, w_hh_t, bias, seq_len, compiled)
     return out, h_n, c_n

@@ -37,6 +37,7 @@ __all__ = [
     "layer_vjp",
     "linear_by",
     "lstm_forward",
+    "lstm_bilayer",
     "lstm_layer",
     "lstm_layer_reference",
     "lstm_layer_traceable",
@@ -363,3 +364,41 @@ def lstm_layer(
         sizes = list(batch_sizes)
         out, h_n, c_n, _ = lstm_forward(x, h0, c0, w_ih, w_hh, bias, w_hr, sizes, reverse, False)
         return out, h_n, c_n
+
+
+def lstm_bilayer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weights_forward: Sequence[Tensor | None],
+    weights_reverse: Sequence[Tensor | None],
+    batch_sizes: Sequence[int],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Both directions of one layer: ``out [N, 2P]`` (forward half first), ``h_n, c_n [2, B, *]``.
+
+    ``weights_*``: ``w_ih, w_hh, b_ih, b_hh, w_hr`` of each direction. On CUDA, without a
+    projection, over equal-length sequences, eagerly: one loop for both directions
+    (:func:`~seqmodels.models.hand_lstm_cuda.cuda_bilstm_layer`); otherwise
+    :func:`lstm_layer` once per direction.
+    """
+    args = (x, h0, c0, *weights_forward, *weights_reverse)
+    together = (
+        x.is_cuda
+        and weights_forward[4] is None
+        and not torch.jit.is_tracing()
+        and not _traced(args)
+        and len(set(batch_sizes)) == 1
+    )
+    if together:
+        from seqmodels.models.hand_lstm_cuda import cuda_bilstm_layer
+
+        with torch.autocast(x.device.type, enabled=False):
+            return cuda_bilstm_layer(
+                x, h0, c0, weights_forward[:4], weights_reverse[:4], len(batch_sizes)
+            )
+    results = [
+        lstm_layer(x, h0[k], c0[k], *weights, batch_sizes, k == 1)
+        for k, weights in enumerate((weights_forward, weights_reverse))
+    ]
+    out, h_n, c_n = zip(*results)
+    return torch.cat(out, 1), torch.stack(h_n), torch.stack(c_n)

@@ -21,7 +21,15 @@ warnings.filterwarnings(
     "ignore", message=r".*self\.log\('(val|test)/.*sync_dist=True", category=PossibleUserWarning
 )
 
-ENCODER_KEYS = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional", "nonlinearity")
+ENCODER_KEYS = (
+    "cell",
+    "hidden_size",
+    "num_layers",
+    "dropout",
+    "bidirectional",
+    "nonlinearity",
+    "forget_bias",
+)
 
 
 def build_encoder(model: dict[str, Any], input_size: int) -> RNNEncoder:

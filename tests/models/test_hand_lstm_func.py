@@ -160,6 +160,10 @@ def test_vmap_grad_on_cuda_gives_per_sample_gradients_of_nn_lstm():
         return lambda p, x_i: _loss(model)(p, x_i.unsqueeze(1))
 
     per_sample = vmap(grad(sample_loss(hand)), in_dims=(None, 1))(dict(hand.named_parameters()), x)
-    for b in range(B):
-        expected = grad(sample_loss(ref))(dict(ref.named_parameters()), x[:, b])
-        _close(expected, {n: g[b] for n, g in per_sample.items()})
+    # nn.LSTM on CUDA with cuDNN on raises under torch.func (its flatten_parameters reads the
+    # data pointers of functorch's wrapped weights; seen with torch 2.11 on an H200), so the
+    # reference runs ATen's own LSTM: HandLSTM works in both settings.
+    with torch.backends.cudnn.flags(enabled=False):
+        for b in range(B):
+            expected = grad(sample_loss(ref))(dict(ref.named_parameters()), x[:, b])
+            _close(expected, {n: g[b] for n, g in per_sample.items()})
