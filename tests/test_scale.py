@@ -61,6 +61,7 @@ EXPERIMENTS = {
     "shakespeare_lstm": ("char_lm", "tinyshakespeare", "lstm"),
     "shakespeare_best": ("char_lm", "tinyshakespeare", "lstm"),
     "long_range_sweep": ("long_range", "adding", "lstm"),
+    "long_range_copy": ("long_range", "copy", "lstm"),
 }
 
 
