@@ -59,17 +59,22 @@ def plot_sweep(
     chance: float | None = None,
     title: str = "Adding problem: test MSE after training",
 ) -> None:
-    """``metric`` against sequence length, one line per model, log scale; a PNG at ``path``."""
+    """``metric`` against sequence length, one line per model; a PNG at ``path``.
+
+    Errors (MSE, losses) on a log scale, accuracies (a metric ending in ``acc``) on a linear
+    one; hand_lstm is dashed, so it stays visible where it lies on top of lstm.
+    """
     fig = Figure(figsize=(5.5, 3.6), dpi=90)
     ax = fig.add_subplot()
     models = sorted({r["model"] for r in rows}, key=lambda m: (MODEL_ORDER + (m,)).index(m))
     for model in models:
         points = sorted((r["length"], r[metric]) for r in rows if r["model"] == model)
-        ax.plot(*zip(*points), marker="o", label=model)
+        style = "--" if model.startswith("hand") else "-"
+        ax.plot(*zip(*points), marker="o", linestyle=style, label=model)
     if chance is not None:
-        ax.axhline(chance, color="gray", linestyle="--", label=f"chance ({chance:.3f})")
+        ax.axhline(chance, color="gray", linestyle=":", label=f"chance ({chance:.3g})")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_yscale("linear" if metric.endswith("acc") else "log")
     lengths = sorted({r["length"] for r in rows})
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticks(lengths, [str(n) for n in lengths])
