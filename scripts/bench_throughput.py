@@ -71,23 +71,25 @@ def make_config(task: str, model: str, device: str, data_dir: str) -> Any:
     return cfg
 
 
+def now(device: torch.device) -> float:
+    """``time.perf_counter()`` once ``device`` has finished its queued work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 class Clock(L.Callback):
     """Host time from the start of batch ``warmup`` to the end of the last batch."""
 
     def __init__(self, warmup: int) -> None:
         self.warmup, self.start, self.end = warmup, 0.0, 0.0
 
-    def _now(self, module: L.LightningModule) -> float:
-        if module.device.type == "cuda":
-            torch.cuda.synchronize(module.device)
-        return time.perf_counter()
-
     def on_train_batch_start(self, trainer, module, batch, batch_idx: int) -> None:
         if batch_idx == self.warmup:
-            self.start = self._now(module)
+            self.start = now(module.device)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx: int) -> None:
-        self.end = self._now(module)
+        self.end = now(module.device)
 
 
 def lightning_seconds(cfg: Any, datamodule: Any, steps: int, warmup: int) -> float:
@@ -116,9 +118,7 @@ def plain_seconds(cfg: Any, datamodule: Any, batches: list[Any], warmup: int) ->
     start = 0.0
     for k, batch in enumerate(batches):
         if k == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
+            start = now(device)
         batch = move_data_to_device(batch, device)
         loss = module.training_step(batch, k)
         optimizer.zero_grad(set_to_none=True)
@@ -126,9 +126,7 @@ def plain_seconds(cfg: Any, datamodule: Any, batches: list[Any], warmup: int) ->
         if clip:
             torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
         optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return now(device) - start
 
 
 def inference_seconds(cfg: Any, datamodule: Any, batches: list[Any], warmup: int) -> float:
@@ -138,17 +136,13 @@ def inference_seconds(cfg: Any, datamodule: Any, batches: list[Any], warmup: int
     with torch.inference_mode():
         for k, batch in enumerate(batches):
             if k == warmup:
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                start = time.perf_counter()
+                start = now(device)
             batch = move_data_to_device(batch, device)
             if isinstance(batch, dict):
                 module(batch["words"], batch["lengths"])
             else:
                 module(batch[0])
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
+    return now(device) - start
 
 
 def bench(task: str, model: str, args: argparse.Namespace) -> dict[str, float]:

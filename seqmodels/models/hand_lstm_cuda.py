@@ -350,7 +350,7 @@ def _bidirectional_vjp(
     need = ctx.needs_input_grad
     batch, hidden = h0.size(1), h0.size(2)
     sizes = [batch] * ctx.seq_len
-    x_grad, per_direction = None, []
+    x_grads, per_direction = [], []
     with torch.enable_grad():  # h0[k] must stay a differentiable view of h0, even under vmap
         h0s, c0s = h0.unbind(0), c0.unbind(0)
     for k, reverse in ((0, False), (1, True)):
@@ -358,8 +358,9 @@ def _bidirectional_vjp(
         needs = (need[0], need[1], need[2], *need[3 + 4 * k : 7 + 4 * k], False)
         grads = (d_out[:, k * hidden : (k + 1) * hidden], d_hn[k], d_cn[k])
         d_x, d_h0, d_c0, *d_w = layer_vjp(inputs, sizes, reverse, grads, needs)[:7]
-        x_grad = d_x if x_grad is None else (x_grad + d_x if d_x is not None else x_grad)
+        x_grads.append(d_x)
         per_direction.append((d_h0, d_c0, d_w))
+    x_grad = x_grads[0] + x_grads[1] if need[0] else None
     stacked = [
         torch.stack([per_direction[0][k], per_direction[1][k]]) if need[1 + k] else None
         for k in range(2)
