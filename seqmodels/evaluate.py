@@ -9,45 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from seqmodels.checkpoints import read_checkpoint
 from seqmodels.errors import CheckpointError, ConfigError, errors_reported
 from seqmodels.train import CONFIG_DIR, plain
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("test", "val")
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at ``path`` as plain values; refuses one not written by ``train()``."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({err})") from err
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(
-            f"{path} holds a {type(checkpoint).__name__}, not a checkpoint written by seqmodels' "
-            "train()"
-        )
-    missing = [k for k in ("config", "hyper_parameters", "state_dict") if k not in checkpoint]
-    if missing:
-        raise CheckpointError(
-            f"{path} has no {', '.join(missing)}: it was not written by seqmodels' train() "
-            "(checkpoints hold their run's config since scale-out support)"
-        )
-    return checkpoint
 
 
 def load_module(

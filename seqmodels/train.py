@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.callbacks import SaveRunConfig
+from seqmodels.checkpoints import check_resumable
 from seqmodels.config_checks import ConfigError, check_config
 from seqmodels.errors import errors_reported
 
@@ -73,10 +74,16 @@ def without_validation(callbacks: list[Any]) -> list[Any]:
     return [c for c in callbacks if not isinstance(c, EarlyStopping)]
 
 
+def resume_file(cfg: DictConfig) -> str | None:
+    """``cfg.ckpt_path`` when it names a file (not one of Lightning's ``last``, ``best``, ...)."""
+    ckpt_path = cfg.get("ckpt_path")
+    return None if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry") else ckpt_path
+
+
 def warn_if_resuming_elsewhere(cfg: DictConfig) -> None:
     """Resuming into a new run folder starts a new TensorBoard run; say how to continue the old."""
-    ckpt_path = cfg.get("ckpt_path")
-    if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
+    ckpt_path = resume_file(cfg)
+    if ckpt_path is None:
         return
     run_dir = Path(ckpt_path).expanduser().resolve().parent.parent
     if run_dir != Path(cfg.paths.output_dir).expanduser().resolve():
@@ -102,6 +109,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
     config = plain(cfg)
+    if resume_file(cfg) is not None:  # before the run folder's logs are touched
+        check_resumable(resume_file(cfg), module, config)
     # Every checkpoint carries the resolved config, so scripts/eval.py needs only the file.
     callbacks = [*instantiate_all(cfg.get("callbacks")), SaveRunConfig(config)]
     loggers = instantiate_all(cfg.get("logger"))

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import os
+import random
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import run_eval_cli
 
+from seqmodels.checkpoints import read_checkpoint
 from seqmodels.errors import CheckpointError, UserError
-from seqmodels.evaluate import read_checkpoint
 
 
 def write_foreign(kind: str, path: Path) -> Path:
     """A file that is not a checkpoint of ours, in one of several ways."""
-    if kind == "random bytes":
-        path.write_bytes(os.urandom(4096))
+    if kind.startswith("random bytes"):  # seed chosen for the error torch's unpickler raises
+        path.write_bytes(random.Random(int(kind.split("seed ")[1].rstrip(")"))).randbytes(4096))
     elif kind == "empty":
         path.write_bytes(b"")
     elif kind == "text":
@@ -39,7 +39,10 @@ def write_foreign(kind: str, path: Path) -> Path:
 
 
 KINDS = [
-    "random bytes",
+    "random bytes (seed 0)",  # UnpicklingError
+    "random bytes (seed 2)",  # IndexError
+    "random bytes (seed 20)",  # KeyError (failed the CI run of stop 15 as os.urandom bytes)
+    "random bytes (seed 195)",  # UnicodeDecodeError
     "empty",
     "text",
     "truncated",
@@ -59,6 +62,16 @@ def test_foreign_files_are_refused_clearly(tmp_path: Path, kind: str) -> None:
     assert str(path) in str(err.value)
     assert isinstance(err.value, UserError)
     assert path.read_bytes() == before
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_any_random_bytes_are_a_checkpoint_error(tmp_path: Path) -> None:
+    """Whatever torch's unpickler raises on foreign bytes, the user sees one CheckpointError."""
+    path = tmp_path / "model.ckpt"
+    for seed in range(300):
+        path.write_bytes(random.Random(seed).randbytes(512))
+        with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
+            read_checkpoint(path)
 
 
 def test_a_folder_is_not_a_checkpoint(tmp_path: Path) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import math
+import random
 from pathlib import Path
 
 import lightning as L
@@ -15,6 +17,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
 from tb_events import scalar_tags
 
+from seqmodels.errors import CheckpointError
 from seqmodels.evaluate import evaluate
 from seqmodels.report import report
 from seqmodels.train import CONFIG_DIR, train, warn_if_resuming_elsewhere
@@ -274,6 +277,46 @@ def test_resume_continues_exactly_in_the_same_run(tmp_path: Path) -> None:
     losses = scalar_tags(tmp_path / "split" / "tensorboard")["train/loss"]
     assert losses == scalar_tags(tmp_path / "whole" / "tensorboard")["train/loss"]
     assert len(losses) == 16
+
+
+def files_and_digests(folder: Path) -> dict[str, str]:
+    return {
+        str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(folder.rglob("*"))
+        if f.is_file()
+    }
+
+
+@requires_data
+def test_resuming_another_models_checkpoint_names_the_options_and_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run"
+    train(make_cfg(run, "model=gru"))
+    last = run / "checkpoints" / "last.ckpt"
+    before = files_and_digests(run)
+    resumed = make_cfg(run, "model=gru", "model.hidden_size=24", f"ckpt_path={last}")
+    with pytest.raises(CheckpointError, match=r"model\.hidden_size=16 \(this run: 24\)") as err:
+        train(resumed)
+    assert f"cannot resume from {last}" in str(err.value)
+    assert files_and_digests(run) == before
+
+
+@requires_data
+def test_resuming_from_a_damaged_checkpoint_is_a_short_error(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(make_cfg(run))
+    before = files_and_digests(run)
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(random.Random(20).randbytes(4096))  # torch's unpickler raises KeyError on it
+    result = run_train_cli(*TINY, f"ckpt_path={bad}", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f"{bad} is not a readable checkpoint" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    after = files_and_digests(run)  # Hydra adds .hydra/ and the log; nothing earlier changes
+    assert {k: after.get(k) for k in before if k != "train.log"} == {
+        k: v for k, v in before.items() if k != "train.log"
+    }
 
 
 def test_resuming_into_a_new_folder_says_how_to_continue_the_old(tmp_path: Path, caplog) -> None:
