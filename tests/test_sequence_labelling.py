@@ -11,6 +11,7 @@ from test_eval import eval_cfg, read_conll
 
 from seqmodels.errors import ConfigError
 from seqmodels.evaluate import evaluate
+from seqmodels.tasks.slot_inputs import StateAttention
 from seqmodels.train import train
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "conll_ner"
@@ -37,6 +38,7 @@ def test_atis_crf_and_char_features_train_and_evaluate_from_checkpoint(
         "model.char_size=8",
         "model.word_dropout=0.1",
         "model.intent_to_slot=true",
+        "model.self_attention=2",
         "+trainer.limit_predict_batches=2",
         "logger=none",
     )
@@ -48,13 +50,31 @@ def test_atis_crf_and_char_features_train_and_evaluate_from_checkpoint(
     chars_vocab = hparams["vocabs"]["chars"]
     assert type(chars_vocab) is list and chars_vocab[:2] == ["<pad>", "<unk>"]
     assert all(type(c) is str and len(c) == 1 for c in chars_vocab[2:])
-    assert "crf.transitions" in torch.load(best, weights_only=True)["state_dict"]
+    state = torch.load(best, weights_only=True)["state_dict"]
+    assert "crf.transitions" in state and "attend.attention.in_proj_weight" in state
 
     out = tmp_path / "eval"
     evaluated = evaluate(eval_cfg(best, out, "+trainer.limit_test_batches=2"))
     assert evaluated["test/f1"] == pytest.approx(metrics["test/f1"], rel=1e-5)
     _, preds, tokens = read_conll(out / "predictions.conll")
     assert tokens > 0 and all(valid_bio(p) for p in preds)
+
+
+def test_self_attention_never_reads_padding_and_names_a_bad_option() -> None:
+    torch.manual_seed(0)
+    attend = StateAttention({"self_attention": 4}, 8).eval()
+    states = torch.randn(3, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    out = attend(states, mask)
+    changed = states.clone()
+    changed[0, 3:] = 100.0  # padding of the first row
+    assert torch.allclose(attend(changed, mask)[0, :3], out[0, :3], atol=1e-6)
+    assert torch.isfinite(out).all()  # the all-padding row too
+    assert not torch.allclose(out[1], states[1])  # it does change real states
+    assert StateAttention({"self_attention": 0}, 8)(states, mask) is states
+    for heads in (3, -1, "two"):
+        with pytest.raises(ConfigError, match="model.self_attention"):
+            StateAttention({"self_attention": heads}, 8)
 
 
 def test_conll_folder_trains_with_crf_and_evaluates(cfg_factory, tmp_path: Path, one_thread):

@@ -12,7 +12,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from seqmodels.data.vocab import UNK
 from seqmodels.metrics import SentenceAccuracy, SpanF1
 from seqmodels.tasks.base import SequenceTask, build_embedding, build_encoder
-from seqmodels.tasks.slot_inputs import IntentToSlot, WordInputs, build_decoder
+from seqmodels.tasks.slot_inputs import IntentToSlot, StateAttention, WordInputs, build_decoder
 
 
 class SlotTagger(SequenceTask):
@@ -21,7 +21,8 @@ class SlotTagger(SequenceTask):
     Options (see :mod:`seqmodels.tasks.slot_inputs`): ``decoder="crf"`` puts a linear-chain CRF
     on the tag scores (BIO-constrained Viterbi); ``model.char_features`` adds a char CNN/Bi-LSTM
     vector to each word; ``model.word_dropout`` replaces training words by ``<unk>``;
-    ``model.intent_to_slot`` feeds the pooled intent representation to the tag head.
+    ``model.intent_to_slot`` feeds the pooled intent representation to the tag head;
+    ``model.self_attention=<heads>`` adds self-attention over the encoder states.
 
     Logs ``<stage>/loss``, span ``f1``/``precision``/``recall`` (conlleval), ``token_acc``,
     ``intent_acc`` and ``sent_acc`` (intent and every tag right). The main metric is ``val/f1``.
@@ -47,6 +48,7 @@ class SlotTagger(SequenceTask):
         self.words_in = WordInputs(model, vocabs, self.embedding.embedding_dim)
         self.encoder = build_encoder(model, self.words_in.output_size)
         self.dropout = nn.Dropout(model.get("dropout", 0.0))
+        self.attend = StateAttention(model, self.encoder.output_size)
         self.intent_head = nn.Linear(self.encoder.output_size, len(vocabs["intents"]))
         self.intent_to_slot = IntentToSlot(model, self.encoder.output_size)
         self.tag_head = nn.Linear(self.intent_to_slot.output_size, len(vocabs["tags"]))
@@ -77,8 +79,9 @@ class SlotTagger(SequenceTask):
         """Tag scores ``[B, T, tags]`` and intent logits ``[B, intents]``."""
         inputs = self.words_in(self.embedding(self.words_in.drop_words(words)), chars)
         states = self.encoder(self.dropout(inputs), lengths)
-        states = self.dropout(states)
-        mask = (words != 0).unsqueeze(-1)
+        mask = words != 0
+        states = self.attend(self.dropout(states), mask)
+        mask = mask.unsqueeze(-1)
         pooled = states.masked_fill(~mask, float("-inf")).amax(dim=1)
         intent_logits = self.intent_head(pooled)
         return self.tag_head(self.intent_to_slot(states, pooled)), intent_logits

@@ -6,6 +6,9 @@
 - :class:`IntentToSlot`: ``model.intent_to_slot`` feeds the pooled utterance representation
   (what the intent head reads) to every token's tag scores, as slot-gated and
   Stack-Propagation models let the intent inform the slots.
+- :class:`StateAttention`: ``model.self_attention=<heads>`` lets every token's state attend to
+  the whole utterance (multi-head self-attention, added back with a residual and layer norm),
+  as Stack-Propagation's encoder does beside its Bi-LSTM.
 - :func:`build_decoder`: ``task.module.decoder=softmax|crf``.
 """
 
@@ -85,6 +88,35 @@ class IntentToSlot(nn.Module):
             return states
         context = torch.tanh(self.project(pooled)).unsqueeze(1).expand_as(states)
         return torch.cat([states, context], dim=-1)
+
+
+class StateAttention(nn.Module):
+    """Encoder states ``[B, T, H]`` -> ``LayerNorm(states + SelfAttention(states))``, or unchanged.
+
+    ``model.self_attention`` is the number of heads (``0``/``null``: off); padding is never
+    attended to.
+    """
+
+    def __init__(self, model: dict[str, Any], size: int) -> None:
+        super().__init__()
+        heads = model.get("self_attention") or 0
+        if not isinstance(heads, int) or heads < 0 or (heads and size % heads):
+            raise ConfigError(
+                f"model.self_attention must be a number of heads that divides the encoder's "
+                f"output size {size} (0 or null: off), got {heads!r}"
+            )
+        self.attention = nn.MultiheadAttention(size, heads, batch_first=True) if heads else None
+        self.norm = nn.LayerNorm(size) if heads else None
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``mask [B, T]`` is True at real tokens."""
+        if self.attention is None:
+            return states
+        ignore = ~mask & mask.any(dim=1, keepdim=True)  # an all-padding row attends to itself
+        context, _ = self.attention(
+            states, states, states, key_padding_mask=ignore, need_weights=False
+        )
+        return self.norm(states + context)
 
 
 def tag_scheme(tags: list[str]) -> str:
