@@ -11,7 +11,6 @@ from test_eval import eval_cfg, read_conll
 
 from seqmodels.errors import ConfigError
 from seqmodels.evaluate import evaluate
-from seqmodels.tasks.slot_inputs import StateAttention
 from seqmodels.train import train
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "conll_ner"
@@ -58,23 +57,6 @@ def test_atis_crf_and_char_features_train_and_evaluate_from_checkpoint(
     assert evaluated["test/f1"] == pytest.approx(metrics["test/f1"], rel=1e-5)
     _, preds, tokens = read_conll(out / "predictions.conll")
     assert tokens > 0 and all(valid_bio(p) for p in preds)
-
-
-def test_self_attention_never_reads_padding_and_names_a_bad_option() -> None:
-    torch.manual_seed(0)
-    attend = StateAttention({"self_attention": 4}, 8).eval()
-    states = torch.randn(3, 5, 8)
-    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
-    out = attend(states, mask)
-    changed = states.clone()
-    changed[0, 3:] = 100.0  # padding of the first row
-    assert torch.allclose(attend(changed, mask)[0, :3], out[0, :3], atol=1e-6)
-    assert torch.isfinite(out).all()  # the all-padding row too
-    assert not torch.allclose(out[1], states[1])  # it does change real states
-    assert StateAttention({"self_attention": 0}, 8)(states, mask) is states
-    for heads in (3, -1, "two"):
-        with pytest.raises(ConfigError, match="model.self_attention"):
-            StateAttention({"self_attention": heads}, 8)
 
 
 def test_conll_folder_trains_with_crf_and_evaluates(cfg_factory, tmp_path: Path, one_thread):

@@ -106,6 +106,35 @@ def test_tensorboard_holds_the_documented_tags(cfg_factory, tmp_path: Path) -> N
     assert hparams["model"]["name"] == "lstm" and hparams["task"]["name"] == "slot_filling"
 
 
+def test_scheduler_group_follows_the_task(cfg_factory) -> None:
+    plateau = cfg_factory().task.module.scheduler  # slot_filling's default
+    assert plateau._target_.endswith("ReduceLROnPlateau")
+    assert (plateau.monitor, plateau.mode) == ("val/f1", "max")
+    lm = cfg_factory("task=char_lm", "scheduler=plateau").task.module.scheduler
+    assert (lm.monitor, lm.mode) == ("val/bpc", "min")
+    assert cfg_factory("task=char_lm").task.module.scheduler is None
+    assert cfg_factory("scheduler=none").task.module.scheduler is None
+    assert cfg_factory("experiment=snips_best").task.module.scheduler._target_.endswith("Cosine")
+
+
+@requires_data
+def test_cosine_scheduler_warms_up_then_decays(cfg_factory, tmp_path: Path) -> None:
+    train(
+        cfg_factory(
+            "scheduler=cosine",
+            "task.module.scheduler.warmup_steps=3",
+            "task.module.scheduler.min_lr_ratio=0.1",
+            "trainer.max_epochs=3",
+        )
+    )
+    lr = scalar_tags(tmp_path / "tensorboard")["lr"]
+    peak = 0.005  # task.module.optimizer.lr
+    assert len(lr) == 12  # 3 epochs x 4 batches, logged every step
+    assert lr[:4] == pytest.approx([peak / 3, 2 * peak / 3, peak, peak])  # warm-up, then the top
+    assert all(a > b for a, b in zip(lr[3:], lr[4:]))  # then falls every step
+    assert lr[-1] == pytest.approx(peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 8 / 9))))
+
+
 @requires_data
 def test_returned_main_metric_is_the_best_epochs(cfg_factory, tmp_path: Path) -> None:
     metrics = train(cfg_factory("model=gru", "trainer.max_epochs=3"))

@@ -1,4 +1,4 @@
-"""The slot tagger's switches: word dropout, intent-to-slot, decoder choice and tag scheme."""
+"""The slot tagger's switches: word dropout, intent-to-slot, self-attention, decoder, scheme."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from seqmodels.errors import ConfigError
-from seqmodels.tasks.slot_inputs import IntentToSlot, WordInputs, build_decoder, tag_scheme
+from seqmodels.tasks.slot_inputs import (
+    IntentToSlot,
+    StateAttention,
+    WordInputs,
+    build_decoder,
+    tag_scheme,
+)
 
 VOCABS = {"words": ["<pad>", "<unk>", "a", "b"], "chars": ["<pad>", "<unk>", "a", "b"]}
 
@@ -49,3 +55,20 @@ def test_decoder_and_scheme() -> None:
     assert not crf.allowed_end[2] and crf.allowed_end[3]  # IOBES: a chunk must be closed
     with pytest.raises(ConfigError, match="task.module.decoder"):
         build_decoder("hmm", ["O"])
+
+
+def test_self_attention_never_reads_padding_and_names_a_bad_option() -> None:
+    torch.manual_seed(0)
+    attend = StateAttention({"self_attention": 4}, 8).eval()
+    states = torch.randn(3, 5, 8)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
+    out = attend(states, mask)
+    changed = states.clone()
+    changed[0, 3:] = 100.0  # padding of the first row
+    assert torch.allclose(attend(changed, mask)[0, :3], out[0, :3], atol=1e-6)
+    assert torch.isfinite(out).all()  # the all-padding row too
+    assert not torch.allclose(out[1], states[1])  # it does change real states
+    assert StateAttention({"self_attention": 0}, 8)(states, mask) is states
+    for heads in (3, -1, "two"):
+        with pytest.raises(ConfigError, match="model.self_attention"):
+            StateAttention({"self_attention": heads}, 8)
