@@ -83,8 +83,8 @@ def resume_file(cfg: DictConfig) -> str | None:
 def warn_if_resuming_elsewhere(cfg: DictConfig) -> None:
     """Resuming into a new run folder starts a new TensorBoard run; say how to continue the old."""
     ckpt_path = resume_file(cfg)
-    if ckpt_path is None:
-        return
+    if ckpt_path is None or Path(ckpt_path).expanduser().resolve().parent.name != "checkpoints":
+        return  # not in a run's checkpoints/ folder: no old run to point to
     run_dir = Path(ckpt_path).expanduser().resolve().parent.parent
     if run_dir != Path(cfg.paths.output_dir).expanduser().resolve():
         log.warning(

@@ -327,3 +327,5 @@ def test_resuming_into_a_new_folder_says_how_to_continue_the_old(tmp_path: Path,
     caplog.clear()
     warn_if_resuming_elsewhere(make_cfg(old, f"ckpt_path={old / 'checkpoints' / 'last.ckpt'}"))
     assert caplog.text == ""
+    warn_if_resuming_elsewhere(make_cfg(old, f"ckpt_path={tmp_path / 'model.ckpt'}"))
+    assert caplog.text == ""  # a file outside any run's checkpoints/ folder: no run to point to
