@@ -83,9 +83,12 @@ def resume_file(cfg: DictConfig) -> str | None:
 def warn_if_resuming_elsewhere(cfg: DictConfig) -> None:
     """Resuming into a new run folder starts a new TensorBoard run; say how to continue the old."""
     ckpt_path = resume_file(cfg)
-    if ckpt_path is None or Path(ckpt_path).expanduser().resolve().parent.name != "checkpoints":
+    if ckpt_path is None:
+        return
+    folder = Path(ckpt_path).expanduser().resolve().parent
+    if folder.name != "checkpoints":
         return  # not in a run's checkpoints/ folder: no old run to point to
-    run_dir = Path(ckpt_path).expanduser().resolve().parent.parent
+    run_dir = folder.parent
     if run_dir != Path(cfg.paths.output_dir).expanduser().resolve():
         log.warning(
             "resuming from %s in a new run folder %s: TensorBoard shows a new run. To continue "
@@ -109,8 +112,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")
     module = build_module(cfg, datamodule)
     config = plain(cfg)
-    if resume_file(cfg) is not None:  # before the run folder's logs are touched
-        check_resumable(resume_file(cfg), module, config)
+    if (ckpt_path := resume_file(cfg)) is not None:  # before the run folder's logs are touched
+        check_resumable(ckpt_path, module, config)
     # Every checkpoint carries the resolved config, so scripts/eval.py needs only the file.
     callbacks = [*instantiate_all(cfg.get("callbacks")), SaveRunConfig(config)]
     loggers = instantiate_all(cfg.get("logger"))

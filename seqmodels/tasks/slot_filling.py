@@ -79,10 +79,9 @@ class SlotTagger(SequenceTask):
         """Tag scores ``[B, T, tags]`` and intent logits ``[B, intents]``."""
         inputs = self.words_in(self.embedding(self.words_in.drop_words(words)), chars)
         states = self.encoder(self.dropout(inputs), lengths)
-        mask = words != 0
-        states = self.attend(self.dropout(states), mask)
-        mask = mask.unsqueeze(-1)
-        pooled = states.masked_fill(~mask, float("-inf")).amax(dim=1)
+        real = words != 0
+        states = self.attend(self.dropout(states), real)
+        pooled = states.masked_fill(~real.unsqueeze(-1), float("-inf")).amax(dim=1)
         intent_logits = self.intent_head(pooled)
         return self.tag_head(self.intent_to_slot(states, pooled)), intent_logits
 
