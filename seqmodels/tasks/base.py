@@ -37,11 +37,36 @@ def build_encoder(model: dict[str, Any], input_size: int) -> RNNEncoder:
     return RNNEncoder(input_size=input_size, **{k: model[k] for k in ENCODER_KEYS if k in model})
 
 
-def build_embedding(model: dict[str, Any], num_embeddings: int) -> nn.Embedding:
+def build_embedding(
+    model: dict[str, Any], num_embeddings: int, padding_idx: int | None
+) -> nn.Embedding:
+    """Token embeddings; ``padding_idx`` only where that id is padding (its row stays zero and
+    never learns), ``None`` where every id is a real token (the char LM's id 0 is a character)."""
     dim = model.get("embedding_dim", 0)
     if dim < 1:
         raise ConfigError(f"model.embedding_dim must be >= 1, got {dim}")
-    return nn.Embedding(num_embeddings, dim, padding_idx=0)
+    return nn.Embedding(num_embeddings, dim, padding_idx=padding_idx)
+
+
+def decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two parameter groups: weight matrices (decayed) and the rest (not decayed).
+
+    Biases, norm scales and embedding tables get no weight decay, as in minGPT and most LM
+    recipes: they set offsets and scales, and decaying them pulls rare tokens' rows to zero.
+    """
+    embedding_params = {
+        id(p) for m in module.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
+    }
+    decay, keep = [], []
+    for param in module.parameters():
+        if not param.requires_grad:
+            continue
+        is_matrix = param.ndim >= 2 and id(param) not in embedding_params
+        (decay if is_matrix else keep).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": keep, "weight_decay": 0.0},
+    ]
 
 
 class SequenceTask(L.LightningModule):
@@ -60,7 +85,14 @@ class SequenceTask(L.LightningModule):
         self.losses = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = instantiate(dict(self.hparams.optimizer), params=self.parameters())
+        optimizer_cfg = dict(self.hparams.optimizer)
+        # seqmodels' own key, not the optimizer's: decay weight matrices only (see decay_groups).
+        if optimizer_cfg.pop("decay_weights_only", False):
+            params: Any = decay_groups(self, optimizer_cfg.get("weight_decay", 0.0))
+        else:
+            params = self.parameters()
+        # A partial, called on the groups: Hydra would turn a list of dicts into a ListConfig.
+        optimizer = instantiate(optimizer_cfg, _partial_=True)(params)
         scheduler_cfg = dict(self.hparams.get("scheduler") or {})
         lightning_keys = {
             k: scheduler_cfg.pop(k)

@@ -68,7 +68,7 @@ class CharLM(SequenceTask):
         require_causal(model)
         self.save_hyperparameters(logger=False)
         self.vocab = list(vocab)
-        self.embedding = build_embedding(model, len(vocab))
+        self.embedding = build_embedding(model, len(vocab), padding_idx=None)  # no pad id
         self.encoder = build_encoder(model, self.embedding.embedding_dim)
         self.dropout = nn.Dropout(model.get("dropout", 0.0))
         self.head = nn.Linear(self.encoder.output_size, len(vocab))

@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
+from seqmodels.data.generators import BLANK
 from seqmodels.tasks.base import SequenceTask, build_embedding, build_encoder
 
 ADDING_FEATURES = 2  # (value, marker) per step
@@ -47,7 +48,9 @@ class LongRange(SequenceTask):
         self.save_hyperparameters(logger=False)
         self.problem, self.num_symbols, self.copy_length = problem, num_symbols, copy_length
         if problem == "copy":  # tokens: blank, the symbols, the delimiter
-            self.embedding: nn.Module = build_embedding(model, num_symbols + 2)
+            # The blank (id 0) is a fixed zero input: it marks "no symbol here", and every
+            # recorded copy result was measured with it so.
+            self.embedding: nn.Module = build_embedding(model, num_symbols + 2, padding_idx=BLANK)
             input_size = self.embedding.embedding_dim
         else:
             self.embedding = nn.Identity()

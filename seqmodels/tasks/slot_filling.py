@@ -44,7 +44,7 @@ class SlotTagger(SequenceTask):
         super().__init__()
         self.save_hyperparameters(logger=False)
         self.tag_names = list(vocabs["tags"])
-        self.embedding = build_embedding(model, len(vocabs["words"]))
+        self.embedding = build_embedding(model, len(vocabs["words"]), padding_idx=0)  # <pad>
         self.words_in = WordInputs(model, vocabs, self.embedding.embedding_dim)
         self.encoder = build_encoder(model, self.words_in.output_size)
         self.dropout = nn.Dropout(model.get("dropout", 0.0))
