@@ -1,6 +1,6 @@
 """Training and inference throughput of every ``model=`` on both tasks, at the default sizes.
 
-For each (task, model) it builds the real config (``conf/train.yaml`` with ``task=`` and
+For each (task, model) it builds the real config (``seqmodels/conf/train.yaml`` with ``task=`` and
 ``model=``), then measures:
 
 * **train**: tokens (characters, words) per second through ``Trainer.fit`` — Lightning's loop

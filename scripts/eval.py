@@ -1,4 +1,4 @@
-"""Test a checkpoint: `python scripts/eval.py ckpt_path=<checkpoint>` (see conf/eval.yaml)."""
+"""Test a checkpoint: `python scripts/eval.py ckpt_path=<checkpoint>` (seqmodels/conf/eval.yaml)."""
 
 from seqmodels.evaluate import main
 

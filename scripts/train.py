@@ -1,4 +1,4 @@
-"""Train a model: `python scripts/train.py model=bilstm` (see conf/train.yaml)."""
+"""Train a model: `python scripts/train.py model=bilstm` (see seqmodels/conf/train.yaml)."""
 
 from seqmodels.train import main
 

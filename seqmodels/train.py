@@ -22,9 +22,9 @@ from seqmodels.errors import errors_reported
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-# Run folders (conf/hydra/default.yaml) end in the process id: two runs started in the same
-# microsecond on one machine still get folders of their own.
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # shipped inside the package
+# Run folders (seqmodels/conf/hydra/default.yaml) end in the process id: two runs started in
+# the same microsecond on one machine still get folders of their own.
 OmegaConf.register_new_resolver("seqmodels.pid", os.getpid, replace=True)
 
 

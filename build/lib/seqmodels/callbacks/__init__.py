@@ -1,0 +1,16 @@
+"""Callbacks Lightning does not ship."""
+
+from seqmodels.callbacks.checkpoint_extras import RNGState, SaveRunConfig
+from seqmodels.callbacks.gate_stats import GateStatsLogger
+from seqmodels.callbacks.grad_flow import GradFlowLogger
+from seqmodels.callbacks.grad_norm import GradNormLogger
+from seqmodels.callbacks.text_samples import TextSamples
+
+__all__ = [
+    "GateStatsLogger",
+    "GradFlowLogger",
+    "GradNormLogger",
+    "RNGState",
+    "SaveRunConfig",
+    "TextSamples",
+]

@@ -1,0 +1,59 @@
+"""``data=conll``: sequence labelling (NER, chunking, slots) on a folder of CoNLL column files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqmodels.data.conll_files import SCHEMES, read_conll
+from seqmodels.data.slot_files import Utterance
+from seqmodels.data.slot_filling import SlotFillingDataModule
+from seqmodels.errors import ConfigError, DatasetError
+
+DEFAULT_FILES = {"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}
+
+
+def check_conll_options(path: str | None, scheme: str) -> None:
+    """``data.path`` is given and ``data.scheme`` is known (before anything is read)."""
+    if path is None:
+        raise ConfigError(
+            "data=conll needs data.path=<folder> holding "
+            + ", ".join(DEFAULT_FILES.values())
+            + " (or set data.files.train=... data.files.valid=... data.files.test=...)"
+        )
+    if str(scheme).upper() not in SCHEMES:
+        raise ConfigError(f"data.scheme must be one of {', '.join(SCHEMES)}, got {scheme!r}")
+
+
+class ConllDataModule(SlotFillingDataModule):
+    """The slot-filling DataModule over ``<path>/{train,valid,test}`` CoNLL files.
+
+    ``files`` maps ``train``/``valid``/``test`` to file names in ``path`` (e.g.
+    ``eng.train``/``eng.testa``/``eng.testb`` for CoNLL-2003); ``scheme``, ``tag_column`` and
+    ``label_key`` go to :func:`seqmodels.data.conll_files.read_conll`. Sentences without a
+    ``# label = ...`` line get the label ``-`` (the intent head then has one class).
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        files: dict[str, str] | None = None,
+        scheme: str = "BIO",
+        tag_column: int = -1,
+        label_key: str | None = "label",
+        name: str = "conll",
+        **kwargs: Any,
+    ) -> None:
+        check_conll_options(path, scheme)
+        kwargs.pop("download", None)
+        super().__init__(name=name, path=path, download=False, **kwargs)
+        self.files = {**DEFAULT_FILES, **(files or {})}
+        self.scheme, self.tag_column, self.label_key = scheme, tag_column, label_key
+
+    def prepare_data(self) -> None:
+        if not self.folder.is_dir():
+            raise DatasetError(f"data.path={self.folder} does not exist or is not a folder")
+
+    def read_split(self, split: str) -> list[Utterance]:
+        return read_conll(
+            self.folder / self.files[split], self.scheme, self.tag_column, self.label_key
+        )

@@ -1,0 +1,169 @@
+"""DataModule for slot filling (+ intent) on the ``seq.in / seq.out / label`` layout."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader
+
+from seqmodels.data.download import ensure_dataset
+from seqmodels.data.sampling import split_loader
+from seqmodels.data.slot_files import SPLITS, Utterance, read_split
+from seqmodels.data.vocab import PAD, UNK, Vocab
+from seqmodels.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Any]
+
+
+def pad_chars(words: list[torch.Tensor]) -> torch.Tensor:
+    """Per utterance ``[T_i, L_i]`` char ids -> ``[B, max T, max L]`` (0 = padding)."""
+    longest_word = max((w.size(1) for w in words), default=0)
+    longest_utt = max((w.size(0) for w in words), default=0)
+    out = torch.zeros(len(words), longest_utt, max(longest_word, 1), dtype=torch.long)
+    for i, w in enumerate(words):
+        out[i, : w.size(0), : w.size(1)] = w
+    return out
+
+
+def encode_chars(tokens: list[str], chars: Vocab) -> torch.Tensor:
+    """``[T, longest word]`` char ids of one utterance (unknown chars -> ``<unk>``)."""
+    out = torch.zeros(len(tokens), max((len(t) for t in tokens), default=1), dtype=torch.long)
+    for i, token in enumerate(tokens):
+        out[i, : len(token)] = torch.tensor(chars.encode(token), dtype=torch.long)
+    return out
+
+
+def collate(items: list[Batch]) -> Batch:
+    """Pad word and tag ids to the longest utterance; keep gold tag strings for span metrics."""
+    return {
+        "words": pad_sequence([it["words"] for it in items], batch_first=True),
+        "chars": pad_chars([it["chars"] for it in items]),
+        "tags": pad_sequence([it["tags"] for it in items], batch_first=True),
+        "lengths": torch.tensor([len(it["words"]) for it in items]),
+        "intents": torch.tensor([it["intent"] for it in items]),
+        "gold_tags": [it["gold_tags"] for it in items],
+        "tokens": [it["tokens"] for it in items],
+    }
+
+
+class SlotFillingDataModule(L.LightningDataModule):
+    """ATIS/SNIPS (or any folder in the same layout) as padded batches.
+
+    Vocabularies come from the train split (words seen ``min_freq`` times; every character of
+    a train word, for char features; tags and intents with an UNK entry, so labels unseen in
+    train count as errors rather than crash), unless ``vocabs`` (as saved in a checkpoint) are
+    given.
+    """
+
+    kind = "slot_filling"
+
+    def __init__(
+        self,
+        name: str = "atis",
+        path: str | None = None,
+        data_dir: str = "~/.cache/seqmodels",
+        download: bool = True,
+        batch_size: int = 32,
+        eval_batch_size: int = 256,
+        min_freq: int = 1,
+        num_workers: int = 0,
+        vocabs: dict[str, list[str]] | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ConfigError("data.batch_size and data.eval_batch_size must be >= 1")
+        if min_freq < 1:
+            raise ConfigError("data.min_freq must be >= 1")
+        self.name, self.path, self.data_dir, self.download = name, path, data_dir, download
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.min_freq, self.num_workers = min_freq, num_workers
+        self.splits: dict[str, list[Utterance]] = {}
+        self.vocabs: dict[str, Vocab] = (
+            {k: Vocab(v, unk=UNK) for k, v in vocabs.items()} if vocabs else {}
+        )
+
+    @property
+    def folder(self) -> Path:
+        if self.path is not None:
+            return Path(self.path).expanduser()
+        return Path(self.data_dir).expanduser() / self.name
+
+    def prepare_data(self) -> None:
+        if self.path is None:
+            ensure_dataset(self.name, self.data_dir, download=self.download)
+
+    def read_split(self, split: str) -> list[Utterance]:
+        """The utterances of ``split`` (train, valid or test); other formats override this."""
+        return read_split(self.folder, split)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        self.splits = {split: self.read_split(split) for split in SPLITS}
+        if not self.vocabs:
+            train = self.splits["train"]
+            self.vocabs = {
+                "words": Vocab.build((u.words for u in train), min_freq=self.min_freq),
+                "tags": Vocab.build((u.tags for u in train), specials=(PAD, UNK)),
+                "intents": Vocab.build(([u.intent] for u in train), specials=(UNK,)),
+            }
+        if "chars" not in self.vocabs:  # checkpoints from before char features have none
+            self.vocabs["chars"] = Vocab.build(w for u in self.splits["train"] for w in u.words)
+        self._warn_unseen_labels()
+
+    def _warn_unseen_labels(self) -> None:
+        """One warning listing the valid/test tags and intents that train never has."""
+        unseen = []
+        for split in ("valid", "test"):
+            utts = self.splits[split]
+            for kind, labels in (
+                ("tags", {t for u in utts for t in u.tags}),
+                ("intents", {u.intent for u in utts}),
+            ):
+                if missing := sorted(labels - set(self.vocabs[kind].itos)):
+                    unseen.append(f"{split} {kind} {missing}")
+        if unseen:
+            log.warning(
+                "%s: labels never seen in train map to %s and count as errors: %s",
+                self.folder,
+                UNK,
+                "; ".join(unseen),
+            )
+
+    def vocab_kwargs(self) -> dict[str, dict[str, list[str]]]:
+        """Vocabularies as plain lists, the keyword the task module (and this class) takes."""
+        return {"vocabs": {k: list(v.itos) for k, v in self.vocabs.items()}}
+
+    def _items(self, split: str) -> list[Batch]:
+        words, tags, intents = self.vocabs["words"], self.vocabs["tags"], self.vocabs["intents"]
+        return [
+            {
+                "words": torch.tensor(words.encode(u.words)),
+                "chars": encode_chars(u.words, self.vocabs["chars"]),
+                "tags": torch.tensor(tags.encode(u.tags)),
+                "intent": intents.encode([u.intent])[0],
+                "gold_tags": u.tags,
+                "tokens": u.words,
+            }
+            for u in self.splits[split]
+        ]
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        batch_size = self.batch_size if train else self.eval_batch_size
+        return split_loader(self._items(split), train, batch_size, self.num_workers, collate)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

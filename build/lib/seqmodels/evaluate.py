@@ -1,0 +1,105 @@
+"""Test a checkpoint with nothing else given: ``python scripts/eval.py ckpt_path=...``.
+
+Everything needed comes from the checkpoint: the task module's class and data config from its
+``config`` (written by :class:`seqmodels.callbacks.SaveRunConfig`), the model config and the
+vocabularies from its ``hyper_parameters``. It is read with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from seqmodels.checkpoints import read_checkpoint
+from seqmodels.errors import CheckpointError, ConfigError, errors_reported
+from seqmodels.train import CONFIG_DIR, plain
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("test", "val")
+
+
+def load_module(
+    path: str | Path, data_kind: str | None = None
+) -> tuple[L.LightningModule, dict[str, Any]]:
+    """The task module saved at ``path`` (on the CPU) and the checkpoint's plain contents.
+
+    ``data_kind`` (``"text"``, ``"slot_filling"``) refuses a checkpoint of another task, naming
+    the task it was trained for.
+    """
+    checkpoint = read_checkpoint(path)
+    module_cls = get_class(checkpoint["config"]["task"]["module"]["_target_"])
+    if data_kind is not None and getattr(module_cls, "data_kind", None) != data_kind:
+        raise CheckpointError(
+            f"{path} is a task={checkpoint['config']['task']['name']} checkpoint; this needs a "
+            f"model trained on {data_kind} data"
+        )
+    module = module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return module, checkpoint
+
+
+def vocab_kwargs(hparams: dict[str, Any]) -> dict[str, Any]:
+    """The vocabularies in a task's hyperparameters, under the keyword its DataModule takes."""
+    return {k: hparams[k] for k in ("vocab", "vocabs") if k in hparams}
+
+
+def write_conll(path: Path, utterances: list[dict[str, list[str]]]) -> None:
+    """One ``token gold predicted`` line per token, a blank line after each sentence."""
+    with open(path, "w", encoding="utf-8") as f:
+        for utt in utterances:
+            for token, gold, pred in zip(utt["tokens"], utt["gold"], utt["predicted"]):
+                f.write(f"{token} {gold} {pred}\n")
+            f.write("\n")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, float]:
+    """Test ``cfg.ckpt_path`` on ``cfg.split``; write metrics.json (+ predictions.conll)."""
+    if cfg.split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
+    module, checkpoint = load_module(cfg.ckpt_path)
+    run_cfg = checkpoint["config"]
+    data_cfg = OmegaConf.merge(run_cfg["data"], plain(cfg.get("data")) or {})
+    datamodule: L.LightningDataModule = instantiate(
+        data_cfg, **vocab_kwargs(checkpoint["hyper_parameters"])
+    )
+    datamodule.prepare_data()
+    datamodule.setup("test")
+
+    trainer: L.Trainer = instantiate(cfg.trainer)
+    run = trainer.test if cfg.split == "test" else trainer.validate
+    # One result dict per loader (the char LM has two); the metrics are epoch-level.
+    results = {k: v for part in run(module, datamodule=datamodule) for k, v in part.items()}
+    loader = datamodule.test_dataloader() if cfg.split == "test" else datamodule.val_dataloader()
+    metrics = {k: float(v) for k, v in results.items()}
+
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if getattr(module, "data_kind", None) == "slot_filling":
+        batches = trainer.predict(module, dataloaders=loader)
+        write_conll(out_dir / "predictions.conll", [utt for batch in batches for utt in batch])
+    report = {
+        "ckpt_path": str(Path(cfg.ckpt_path).expanduser().resolve()),
+        "split": cfg.split,
+        "task": run_cfg["task"]["name"],
+        "data": run_cfg["data"]["name"],
+        "model": run_cfg["model"].get("name"),
+        "metrics": metrics,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    log.info("%s metrics of %s: %s", cfg.split, cfg.ckpt_path, json.dumps(metrics))
+    log.info("wrote %s", out_dir / "metrics.json")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
+def main(cfg: DictConfig) -> None:
+    """``python scripts/eval.py ckpt_path=<checkpoint> [split=val]``."""
+    with errors_reported(log):
+        evaluate(cfg)

@@ -1,0 +1,153 @@
+"""What every task shares: optimizer and scheduler from plain config, loss averaging, logging."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
+from torch import nn
+from torchmetrics import MeanMetric
+
+from seqmodels.errors import ConfigError
+from seqmodels.models import RNNEncoder
+
+# Epoch-level val/test values come from torchmetrics objects, whose compute() already reduces
+# their states over DDP processes; Lightning cannot tell and suggests sync_dist=True for each.
+warnings.filterwarnings(
+    "ignore", message=r".*self\.log\('(val|test)/.*sync_dist=True", category=PossibleUserWarning
+)
+
+ENCODER_KEYS = (
+    "cell",
+    "hidden_size",
+    "num_layers",
+    "dropout",
+    "bidirectional",
+    "nonlinearity",
+    "forget_bias",
+)
+
+
+def build_encoder(model: dict[str, Any], input_size: int) -> RNNEncoder:
+    """The encoder described by a ``model=`` config (plain dict)."""
+    return RNNEncoder(input_size=input_size, **{k: model[k] for k in ENCODER_KEYS if k in model})
+
+
+def build_embedding(
+    model: dict[str, Any], num_embeddings: int, padding_idx: int | None
+) -> nn.Embedding:
+    """Token embeddings; ``padding_idx`` only where that id is padding (its row stays zero and
+    never learns), ``None`` where every id is a real token (the char LM's id 0 is a character)."""
+    dim = model.get("embedding_dim", 0)
+    if dim < 1:
+        raise ConfigError(f"model.embedding_dim must be >= 1, got {dim}")
+    return nn.Embedding(num_embeddings, dim, padding_idx=padding_idx)
+
+
+def decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two parameter groups: weight matrices (decayed) and the rest (not decayed).
+
+    Biases, norm scales and embedding tables get no weight decay, as in minGPT and most LM
+    recipes: they set offsets and scales, and decaying them pulls rare tokens' rows to zero.
+    """
+    embedding_params = {
+        id(p) for m in module.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
+    }
+    decay, keep = [], []
+    for param in module.parameters():
+        if not param.requires_grad:
+            continue
+        is_matrix = param.ndim >= 2 and id(param) not in embedding_params
+        (decay if is_matrix else keep).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": keep, "weight_decay": 0.0},
+    ]
+
+
+class SequenceTask(L.LightningModule):
+    """Base LightningModule: a token-weighted mean loss per stage and config-built optimizers.
+
+    ``optimizer`` and ``scheduler`` are plain dicts with a ``_target_`` (e.g.
+    ``torch.optim.AdamW``); scheduler keys ``monitor``/``interval``/``frequency`` go to Lightning.
+    Hyperparameters stay plain values, so checkpoints load with ``weights_only=True``.
+    """
+
+    monitor: str = "val/loss"
+    mode: str = "min"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.losses = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer_cfg = dict(self.hparams.optimizer)
+        # seqmodels' own key, not the optimizer's: decay weight matrices only (see decay_groups).
+        if optimizer_cfg.pop("decay_weights_only", False):
+            params: Any = decay_groups(self, optimizer_cfg.get("weight_decay", 0.0))
+        else:
+            params = self.parameters()
+        # A partial, called on the groups: Hydra would turn a list of dicts into a ListConfig.
+        optimizer = instantiate(optimizer_cfg, _partial_=True)(params)
+        scheduler_cfg = dict(self.hparams.get("scheduler") or {})
+        lightning_keys = {
+            k: scheduler_cfg.pop(k)
+            for k in ("monitor", "interval", "frequency", "strict")
+            if k in scheduler_cfg
+        }
+        if "monitor" in lightning_keys and self.trainer.limit_val_batches == 0:
+            scheduler_cfg, lightning_keys = {}, {}  # no validation metric to step on
+        # A run may end before its first validation (max_steps, max_time): then a schedule on
+        # a validation metric skips its step with a warning instead of stopping the run.
+        if "monitor" in lightning_keys:
+            lightning_keys.setdefault("strict", False)
+        if scheduler_cfg.get("total_steps", 0) is None:  # a schedule over the whole run
+            scheduler_cfg["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        if scheduler_cfg:
+            scheduler = instantiate(scheduler_cfg, optimizer=optimizer)
+        else:  # a constant schedule, so the learning-rate monitor still logs `lr`
+            scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "name": "lr", **lightning_keys},
+        }
+
+    def log_loss(self, stage: str, loss: torch.Tensor, count: int) -> None:
+        """Per-step ``train/loss``; exact token-weighted epoch means for val and test."""
+        if stage == "train":
+            self.log(
+                "train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=count
+            )
+        else:
+            self.losses[stage].update(loss.detach(), weight=count)
+
+    def epoch_loss(self, stage: str) -> torch.Tensor:
+        value = self.losses[stage].compute()
+        self.losses[stage].reset()
+        return value
+
+    # A task implements ``_step`` (loss of a batch; updates val/test metrics) and ``_log_epoch``.
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _log_epoch(self, stage: str) -> None:
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")

@@ -1,0 +1,175 @@
+"""The composition root: config in, trained and tested model (and its metrics) out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from seqmodels.callbacks import SaveRunConfig
+from seqmodels.checkpoints import check_resumable
+from seqmodels.config_checks import ConfigError, check_config
+from seqmodels.errors import errors_reported
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # shipped inside the package
+# Run folders (seqmodels/conf/hydra/default.yaml) end in the process id: two runs started in
+# the same microsecond on one machine still get folders of their own.
+OmegaConf.register_new_resolver("seqmodels.pid", os.getpid, replace=True)
+
+
+def plain(cfg: Any) -> Any:
+    """A resolved config as plain Python values (what checkpoints may hold)."""
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+
+
+def build_module(cfg: DictConfig, datamodule: L.LightningDataModule) -> L.LightningModule:
+    """The task's LightningModule for ``cfg.model``, with vocabularies from ``datamodule``."""
+    kwargs = plain(cfg.task.module)
+    module_cls = get_class(kwargs.pop("_target_"))
+    if getattr(datamodule, "kind", None) != module_cls.data_kind:
+        raise ConfigError(
+            f"task={cfg.task.name} needs {module_cls.data_kind} data, but data={cfg.data.name} "
+            f"is {getattr(datamodule, 'kind', 'unknown')} data"
+        )
+    return module_cls(model=plain(cfg.model), **datamodule.vocab_kwargs(), **kwargs)
+
+
+def instantiate_all(group: DictConfig | None) -> list[Any]:
+    """Instantiate each entry of a group such as ``callbacks`` or ``logger`` (skipping nulls)."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def validation_is_off(cfg: DictConfig) -> bool:
+    """``trainer.limit_val_batches=0``: the run trains without ever validating."""
+    limit = cfg.trainer.get("limit_val_batches")
+    return limit is not None and limit == 0
+
+
+def without_validation(callbacks: list[Any]) -> list[Any]:
+    """Callbacks for a run that never validates: no early stopping, the last checkpoint kept.
+
+    (The task drops a schedule that steps on a validation metric, e.g. ReduceLROnPlateau.)
+    """
+    log.warning(
+        "validation is off (trainer.limit_val_batches=0): early stopping and any learning-rate "
+        "schedule on a validation metric are skipped; the checkpoint kept (and tested) is the "
+        "last epoch's"
+    )
+    for callback in callbacks:
+        if isinstance(callback, ModelCheckpoint):
+            callback.monitor = None  # keep the latest instead of the best
+    return [c for c in callbacks if not isinstance(c, EarlyStopping)]
+
+
+def resume_file(cfg: DictConfig) -> str | None:
+    """``cfg.ckpt_path`` when it names a file (not one of Lightning's ``last``, ``best``, ...)."""
+    ckpt_path = cfg.get("ckpt_path")
+    return None if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry") else ckpt_path
+
+
+def warn_if_resuming_elsewhere(cfg: DictConfig) -> None:
+    """Resuming into a new run folder starts a new TensorBoard run; say how to continue the old."""
+    ckpt_path = resume_file(cfg)
+    if ckpt_path is None:
+        return
+    folder = Path(ckpt_path).expanduser().resolve().parent
+    if folder.name != "checkpoints":
+        return  # not in a run's checkpoints/ folder: no old run to point to
+    run_dir = folder.parent
+    if run_dir != Path(cfg.paths.output_dir).expanduser().resolve():
+        log.warning(
+            "resuming from %s in a new run folder %s: TensorBoard shows a new run. To continue "
+            "the same run, pass hydra.run.dir=%s ckpt_path=last",
+            ckpt_path,
+            cfg.paths.output_dir,
+            run_dir,
+        )
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit ``cfg``'s model on ``cfg``'s data, test the best checkpoint, return all metrics."""
+    check_config(cfg)
+    if cfg.get("num_threads"):
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+
+    datamodule: L.LightningDataModule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg, datamodule)
+    config = plain(cfg)
+    if (ckpt_path := resume_file(cfg)) is not None:  # before the run folder's logs are touched
+        check_resumable(ckpt_path, module, config)
+    # Every checkpoint carries the resolved config, so scripts/eval.py needs only the file.
+    callbacks = [*instantiate_all(cfg.get("callbacks")), SaveRunConfig(config)]
+    loggers = instantiate_all(cfg.get("logger"))
+    if not loggers:  # nothing to log the learning rate to (Lightning refuses the monitor then)
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if validation_is_off(cfg):
+        callbacks = without_validation(callbacks)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    warn_if_resuming_elsewhere(cfg)
+    for logger in trainer.loggers:  # written to hparams.yaml at the first save
+        logger.log_hyperparams(config)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    checkpointer = trainer.checkpoint_callback
+    if checkpointer is not None and getattr(checkpointer, "best_model_score", None) is not None:
+        # The main val metric is reported for the checkpoint that is tested: the best epoch's.
+        metrics[checkpointer.monitor] = float(checkpointer.best_model_score)
+
+    if cfg.get("test") and not trainer.interrupted:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        if not best:
+            log.warning("no best checkpoint was saved; testing the current weights")
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
+        log.info("best checkpoint: %s", best or "(none)")
+        log.info("test metrics: %s", {k: round(v, 4) for k, v in metrics.items() if "test/" in k})
+
+    log_final_metrics(trainer, config, metrics)
+    return metrics
+
+
+def log_final_metrics(trainer: L.Trainer, config: dict, metrics: dict[str, float]) -> None:
+    """TensorBoard's hparams view: the resolved config beside the final val and test metrics."""
+    final = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.log_hyperparams(config, metrics=final)
+        logger.save()
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """``python scripts/train.py [overrides]``; returns the optimized metric for sweepers.
+
+    Expected errors (:class:`seqmodels.errors.UserError`) print their message and exit 1.
+    """
+    with errors_reported(log):
+        metrics = train(cfg)
+        name = cfg.get("optimized_metric")
+        if name and name not in metrics and not any(k.startswith("val/") for k in metrics):
+            log.warning("%s: the run never validated, so there is no value to return", name)
+            return None
+        if name and name not in metrics:
+            raise ConfigError(
+                f"optimized_metric={name} is not a metric of this run; it has: "
+                + ", ".join(sorted(metrics))
+            )
+    return metrics.get(name) if name else None
