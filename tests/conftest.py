@@ -25,8 +25,22 @@ def has_data(name: str) -> bool:
     return (DATA_DIR / name / marker).is_file()
 
 
+DATASETS = ("atis", "snips", "tinyshakespeare")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under CI (``SEQMODELS_REQUIRE_DATA=1``, set by .ci/run) a missing dataset fails the run
+    at once instead of silently skipping every test that reads it."""
+    missing = [n for n in DATASETS if not has_data(n)]
+    if os.environ.get("SEQMODELS_REQUIRE_DATA") == "1" and missing:
+        raise pytest.UsageError(
+            f"SEQMODELS_REQUIRE_DATA=1 but {', '.join(missing)} not found in {DATA_DIR} "
+            "(SEQMODELS_DATA_DIR); the tests that read them would all be skipped"
+        )
+
+
 requires_data = pytest.mark.skipif(
-    not all(has_data(n) for n in ("atis", "snips", "tinyshakespeare")),
+    not all(has_data(n) for n in DATASETS),
     reason=f"datasets not found in {DATA_DIR} (set SEQMODELS_DATA_DIR)",
 )
 

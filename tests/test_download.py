@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import os
 import socket
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +75,17 @@ def test_download_lands_only_when_the_hash_matches(server: str, tmp_path: Path) 
     download_file(f"{server}/input.txt", dest, SHA)
     assert dest.read_bytes() == TEXT
     assert [p.name for p in dest.parent.iterdir()] == ["input.txt"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_downloaded_files_get_the_usual_permissions(server: str, tmp_path: Path, umask) -> None:
+    """Readable by the others who share a data folder (mkstemp alone would leave 0600)."""
+    old = os.umask(umask)
+    try:
+        dest = download_file(f"{server}/input.txt", tmp_path / "cache" / "input.txt", SHA)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o666 & ~umask
 
 
 def test_wrong_hash_names_url_and_expected_hash_and_writes_nothing(server, tmp_path) -> None:

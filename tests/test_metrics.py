@@ -10,7 +10,6 @@ import pytest
 import torch
 from conftest import requires_data
 from seqeval.metrics import f1_score, precision_score, recall_score
-from seqeval.metrics.sequence_labeling import get_entities
 
 from seqmodels.metrics import SentenceAccuracy, SpanF1, spans
 from seqmodels.tasks import SlotTagger
@@ -19,12 +18,51 @@ from seqmodels.train import train
 ODD_TAGS = ["O", "B-a", "I-a", "B-b", "I-b", "E-a", "S-b", "I-c", "B-a.b", "I-a-b", "<unk>"]
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
-def test_spans_equal_seqeval_on_random_sequences() -> None:
+BIO_TAGS = ["O", "B-a", "I-a", "B-b", "I-b", "I-c", "B-a.b", "I-a-b"]
+
+
+def reference_chunks(tags: list[str]) -> list[tuple[str, int, int]]:
+    """Chunks of BIO tags written from conlleval's definition, independently of seqeval: a
+    chunk starts at ``B-x``, or at ``I-x`` unless the token before is inside an ``x`` chunk;
+    it goes on over ``I-x`` and ends before anything else."""
+    chunks: list[tuple[str, int, int]] = []
+    open_type, open_start = None, 0
+    for i, tag in enumerate(tags):
+        prefix, kind = ("O", None) if tag == "O" else tag.split("-", 1)
+        continues = open_type is not None and prefix == "I" and kind == open_type
+        if open_type is not None and not continues:
+            chunks.append((open_type, open_start, i - 1))
+            open_type = None
+        if prefix in ("B", "I") and not continues:
+            open_type, open_start = kind, i
+    if open_type is not None:
+        chunks.append((open_type, open_start, len(tags) - 1))
+    return chunks
+
+
+def test_reference_chunks_on_hand_made_cases() -> None:
+    assert reference_chunks(["B-a", "I-a", "O", "I-b", "B-b", "I-a"]) == [
+        ("a", 0, 1),
+        ("b", 3, 3),
+        ("b", 4, 4),
+        ("a", 5, 5),
+    ]
+
+
+def test_spans_equal_an_independent_bio_chunker_on_random_sequences() -> None:
     rng = random.Random(0)
     for _ in range(5000):
+        tags = [rng.choice(BIO_TAGS) for _ in range(rng.randint(0, 10))]
+        assert sorted(spans(tags)) == sorted(reference_chunks(tags)), tags
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_spans_handle_odd_tags_without_error() -> None:
+    """IOBES prefixes and <unk> (an unseen label) are chunked by seqeval's rules, never fail."""
+    rng = random.Random(0)
+    for _ in range(500):
         tags = [rng.choice(ODD_TAGS) for _ in range(rng.randint(0, 10))]
-        assert sorted(spans(tags)) == sorted(get_entities(tags)), tags
+        assert all(start <= end < len(tags) for _, start, end in spans(tags))
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -39,6 +77,25 @@ def test_micro_scores_equal_seqeval_over_several_updates() -> None:
     assert scores["f1"].item() == pytest.approx(100 * f1_score(golds, preds), abs=1e-9)
     assert scores["precision"].item() == pytest.approx(100 * precision_score(golds, preds))
     assert scores["recall"].item() == pytest.approx(100 * recall_score(golds, preds))
+
+
+def test_micro_scores_equal_counts_of_the_independent_chunker() -> None:
+    rng = random.Random(2)
+    golds = [[rng.choice(BIO_TAGS) for _ in range(rng.randint(1, 12))] for _ in range(300)]
+    preds = [[t if rng.random() < 0.8 else rng.choice(BIO_TAGS) for t in g] for g in golds]
+    metric = SpanF1()
+    for start in range(0, 300, 37):  # uneven batches
+        metric.update(preds[start : start + 37], golds[start : start + 37])
+    pred_chunks = [set(reference_chunks(p)) for p in preds]
+    gold_chunks = [set(reference_chunks(g)) for g in golds]
+    correct = sum(len(p & g) for p, g in zip(pred_chunks, gold_chunks))
+    precision = correct / sum(map(len, pred_chunks))
+    recall = correct / sum(map(len, gold_chunks))
+    scores = metric.compute()
+    assert scores["precision"].item() == pytest.approx(100 * precision, abs=1e-9)
+    assert scores["recall"].item() == pytest.approx(100 * recall, abs=1e-9)
+    f1 = 2 * precision * recall / (precision + recall)
+    assert scores["f1"].item() == pytest.approx(100 * f1, abs=1e-9)
 
 
 def test_i_after_o_starts_a_chunk_as_in_conlleval() -> None:

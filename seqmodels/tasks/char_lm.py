@@ -60,8 +60,6 @@ class CharLM(SequenceTask):
     """
 
     data_kind = "text"
-    monitor = "val/bpc"
-    mode = "min"
 
     def __init__(
         self,

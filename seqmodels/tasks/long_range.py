@@ -32,8 +32,6 @@ class LongRange(SequenceTask):
     """
 
     data_kind = "long_range"
-    monitor = "val/loss"
-    mode = "min"
 
     def __init__(
         self,

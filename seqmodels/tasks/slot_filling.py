@@ -29,8 +29,6 @@ class SlotTagger(SequenceTask):
     """
 
     data_kind = "slot_filling"
-    monitor = "val/f1"
-    mode = "max"
 
     def __init__(
         self,
