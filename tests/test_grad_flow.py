@@ -120,6 +120,39 @@ def test_slot_filling_with_lengths_and_bidirectional_encoder_equals_packed_autog
     assert len(curve.inputs) == 12  # distances 0..11; the mean at k only over long-enough ones
 
 
+def test_slot_filling_flow_goes_through_self_attention():
+    """With model.self_attention, the tag at the last step reads every state through the
+    attention layer: the measured curve is that network's, written out here step by step."""
+    torch.manual_seed(0)
+    vocabs = {
+        "words": ["<pad>", "<unk>", *"abcdefg"],
+        "tags": ["<pad>", "O", "B-x", "I-x"],
+        "intents": ["<unk>", "a", "b"],
+    }
+    model = _model("lstm", bidirectional=True, self_attention=1)
+    module = SlotTagger(vocabs=vocabs, model=model, optimizer=OPTIMIZER).double().eval()
+    lengths = torch.tensor([12, 4, 9, 1, 7])
+    steps = torch.arange(T)
+    words = torch.randint(2, 9, (B, T)) * (steps < lengths[:, None])
+    tags = torch.randint(1, 4, (B, T)) * (steps < lengths[:, None])
+    batch = {"words": words, "lengths": lengths, "tags": tags, "intents": torch.ones(B).long()}
+    curve = GradFlowLogger(max_batch=B).measure(module, batch)
+
+    emb = module.embedding(words).detach().requires_grad_(True)
+    states = module.attend(module.encoder(emb, lengths), words != 0)
+    rows, last = torch.arange(B), lengths - 1
+    loss = F.cross_entropy(module.tag_head(states[rows, last]), tags[rows, last], reduction="sum")
+    (grad,) = torch.autograd.grad(loss, emb)
+    torch.testing.assert_close(
+        curve.inputs, by_distance(grad.norm(dim=-1), last), rtol=1e-9, atol=0
+    )
+
+    plain = module.encoder(emb, lengths)  # the curve without the attention layer differs
+    loss = F.cross_entropy(module.tag_head(plain[rows, last]), tags[rows, last], reduction="sum")
+    (grad,) = torch.autograd.grad(loss, emb)
+    assert not torch.allclose(curve.inputs, by_distance(grad.norm(dim=-1), last))
+
+
 @pytest.mark.parametrize("a", [0.5, 0.9, 1.3])
 def test_linear_rnn_gradient_scales_as_a_to_the_k(a):
     """h_t = a h_{t-1} + x_t (a relu RNN kept in its linear part): dL/dx_{T-k} = a^k dL/dh_T."""
