@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade -c constraints.txt -e '.[dev,sweeps]'
+	$(PY) -m pip install --upgrade -c constraints.txt -e '.[dev,sweeps,trackers]'
 	touch $@
 
 train: setup

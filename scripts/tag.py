@@ -1,4 +1,5 @@
-"""Slots and intent of sentences: `python scripts/tag.py ckpt_path=<ckpt> text="..."` (or stdin)."""
+"""Intent and slots of typed sentences as JSON lines: `python scripts/tag.py ckpt_path=<ckpt>
+text="..."` (or sentences on stdin, one per line)."""
 
 from seqmodels.tag import main
 

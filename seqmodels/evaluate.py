@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.checkpoints import read_checkpoint
+from seqmodels.cli import check_ckpt_path, one_line_errors
 from seqmodels.errors import CheckpointError, ConfigError, errors_reported
 from seqmodels.registry import data_class, init_kwargs, task_class
 from seqmodels.train import CONFIG_DIR, plain
@@ -110,8 +111,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+@one_line_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     """``python scripts/eval.py ckpt_path=<checkpoint> [split=val]``."""
     with errors_reported(log):
+        check_ckpt_path(cfg, "a checkpoint written by scripts/train.py")
         evaluate(cfg)

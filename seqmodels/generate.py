@@ -17,14 +17,42 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from seqmodels.cli import check_ckpt_path, one_line_errors
 from seqmodels.errors import ConfigError, errors_reported
 from seqmodels.evaluate import load_module
-from seqmodels.sampler import CharSampler, check_options
+from seqmodels.sampler import CharSampler, check_options, is_int
 from seqmodels.train import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
 SEPARATOR = "\n" + "-" * 40 + "\n"
+
+
+def check_generate_options(cfg: DictConfig) -> None:
+    """Refuse any option generate.py cannot use before the checkpoint is read, naming it."""
+    check_options(cfg.temperature, cfg.top_k, cfg.top_p, cfg.length)
+    if cfg.length < 1:
+        raise ConfigError("length must be a whole number >= 1 (characters per sample), got 0")
+    if not is_int(cfg.num_samples) or cfg.num_samples < 1:
+        raise ConfigError(f"num_samples must be a whole number >= 1, got {cfg.num_samples!r}")
+    if cfg.seed is not None and not is_int(cfg.seed):
+        raise ConfigError(f"seed must be a whole number or null (random), got {cfg.seed!r}")
+    if not isinstance(cfg.prompt, str):  # Hydra reads prompt=42 as a number
+        quoted = f"\"prompt='{cfg.prompt}'\""
+        raise ConfigError(f"prompt must be text, got {cfg.prompt!r}; quote it for Hydra: {quoted}")
+    threads = cfg.get("num_threads")
+    if threads is not None and (not is_int(threads) or threads < 0):
+        raise ConfigError(
+            f"num_threads must be a whole number >= 1 (0 or null: torch's default), got {threads!r}"
+        )
+    try:
+        device = torch.device(cfg.device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(
+            f"device must be a torch device such as cpu or cuda, got {cfg.device!r}"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={cfg.device}: no CUDA GPU is available here; use device=cpu")
 
 
 def generate(cfg: DictConfig, out: TextIO | None = None) -> list[str]:
@@ -34,9 +62,8 @@ def generate(cfg: DictConfig, out: TextIO | None = None) -> list[str]:
     stderr at the end.
     """
     out = out if out is not None else sys.stdout
-    check_options(cfg.temperature, cfg.top_k, cfg.top_p, cfg.length)
-    if cfg.num_samples < 1:
-        raise ConfigError(f"num_samples must be >= 1, got {cfg.num_samples}")
+    check_generate_options(cfg)
+    check_ckpt_path(cfg, "a char-LM checkpoint written by scripts/train.py task=char_lm")
     if cfg.get("num_threads"):
         torch.set_num_threads(cfg.num_threads)
     module, _ = load_module(cfg.ckpt_path, data_kind="text")
@@ -71,6 +98,7 @@ def generate(cfg: DictConfig, out: TextIO | None = None) -> list[str]:
     return samples
 
 
+@one_line_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
 def main(cfg: DictConfig) -> None:
     """``python scripts/generate.py ckpt_path=<char-LM checkpoint> [prompt=... length=...]``."""

@@ -7,7 +7,9 @@ For each task in the folder, ``report.md`` gets a table (one row per job: the ov
 differ between jobs, the best value of the main validation metric, every test metric, the
 parameter count and the wall time; sorted by the main metric, failed and untested jobs last,
 never dropped) and two PNGs: the main validation metric per epoch of every job on one chart,
-and each job's final test value of that metric as labelled bars.
+and each job's final test value of that metric as labelled bars. Epochs count from 0, as
+Lightning, TensorBoard's ``epoch`` scalar and the checkpoint names do: the best epoch 3 is
+``checkpoints/epoch_003.ckpt``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import yaml
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seqmodels.errors import UserError
@@ -42,7 +46,7 @@ class Job:
     monitor: str
     mode: str
     overrides: dict[str, str]
-    curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch, val main metric)
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch from 0, val metric)
     test: dict[str, float] = field(default_factory=dict)
     wall_s: float | None = None
     params: int | None = None
@@ -85,7 +89,7 @@ def read_events(tb_dir: Path, job: Job) -> None:
                 if event.step not in epochs:
                     continue
                 if tag == job.monitor:
-                    job.curve.append((epochs[event.step] + 1, event.value))
+                    job.curve.append((epochs[event.step], event.value))
                 elif tag.startswith("test/"):
                     job.test[tag] = event.value
     if times:
@@ -155,8 +159,13 @@ def find_jobs(root: Path) -> list[Job]:
 
 
 def job_order(path: Path) -> tuple:
-    """Numbered job folders in numeric order, others by name."""
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in path.parts)
+    """Numbered job folders (``7``, ``10_atis-gru_...``) in numeric order, others by name."""
+
+    def key(part: str) -> tuple:
+        number = part.split("_", 1)[0]
+        return (0, int(number), part) if number.isdigit() else (1, 0, part)
+
+    return tuple(key(part) for part in path.parts)
 
 
 def differing(jobs: list[Job]) -> list[str]:
@@ -209,6 +218,11 @@ def test_of(monitor: str) -> str:
 
 def plot_curves(jobs: list[Job], keys: list[str], path: Path) -> None:
     """The main validation metric per epoch, one line per job."""
+    curves_figure(jobs, keys).savefig(path)
+
+
+def curves_figure(jobs: list[Job], keys: list[str]) -> Figure:
+    """The chart of :func:`plot_curves`: epochs on whole-number ticks, even for one epoch."""
     fig = Figure(figsize=(7, 4), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]  # jobs that tie stay visible
@@ -218,11 +232,12 @@ def plot_curves(jobs: list[Job], keys: list[str], path: Path) -> None:
             line, marker = styles[i % len(styles)]
             ax.plot(epochs, values, linestyle=line, marker=marker, label=label(job, keys))
     ax.set(xlabel="epoch", ylabel=jobs[0].monitor, title=f"{jobs[0].task}: {jobs[0].monitor}")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    # min_n_ticks=1: a one-epoch chart spans 0.96 ... 1.04 and would fall back to fractions.
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.grid(alpha=0.3)
     if any(job.curve for job in jobs):
         ax.legend(fontsize="small")
-    fig.savefig(path)
+    return fig
 
 
 def plot_tests(jobs: list[Job], keys: list[str], path: Path) -> None:
@@ -270,6 +285,7 @@ def report(root: str | Path) -> Path:
         plot_tests(group, keys, root / f"{stem}_test.png")
         lines += [f"## {task} (main metric {group[0].monitor}, {group[0].mode})", ""]
         lines += table(group, keys)
+        lines += ["", "Epochs count from 0, as in checkpoint names: epoch 3 is `epoch_003.ckpt`."]
         lines += ["", f"![{group[0].monitor} per epoch]({stem}_val.png)", ""]
         lines += [f"![{test_of(group[0].monitor)} per job]({stem}_test.png)", ""]
     path = root / "report.md"
@@ -277,9 +293,17 @@ def report(root: str | Path) -> Path:
     return path
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a wrong command line is one line and exit status 1, as everywhere else."""
+
+    def error(self, message: str) -> NoReturn:
+        usage = " ".join(self.format_usage().split())
+        self.exit(1, f"error: {message} ({usage})\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python scripts/report.py <folder>``: prints the report and where it was written."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", help="a multirun, Optuna search, or runs folder (or one run)")
     args = parser.parse_args(argv)
     try:

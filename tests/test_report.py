@@ -10,7 +10,7 @@ from conftest import TINY, requires_data, run_script, run_train_cli
 from matplotlib.image import imread
 
 from seqmodels.evaluate import load_module
-from seqmodels.report import ReportError, main, report
+from seqmodels.report import ReportError, curves_figure, find_jobs, main, report
 
 TINY_CLI = [o for o in TINY if not o.startswith("model.hidden_size")]
 
@@ -47,12 +47,16 @@ def test_report_cli_on_a_sweep_with_a_failed_job(sweep: Path, tmp_path: Path) ->
     header = next(line for line in text.splitlines() if line.startswith("| job"))
     assert header.startswith("| job | model.hidden_size | best val/f1 (epoch) | test/f1 |")
     table = rows(text)
-    assert [row[:2] for row in table][-1] == ["2", "0"]  # the failed job: listed, last
+    # job folders: <number>_<what the job is>
+    assert [(row[0].split("_")[0], row[1]) for row in table][-1] == ("2", "0")  # failed: last
     assert "failed: model.hidden_size must be a positive integer, got 0" in table[-1][-1]
     ok = table[:2]
     assert {row[1] for row in ok} == {"8", "16"} and all(row[-1] == "ok" for row in ok)
     best = [float(row[2].split()[0]) for row in ok]
     assert best == sorted(best, reverse=True)  # sorted by the main metric (val/f1, max)
+    for row in ok:  # the best epoch is the number in its checkpoint's name (both from 0)
+        epoch = int(row[2].split()[1].strip("()"))
+        assert (sweep / row[0] / "checkpoints" / f"epoch_{epoch:03d}.ckpt").is_file(), row
     for row in ok:  # the parameter count is the model's
         module, _ = load_module(sweep / row[0] / "checkpoints" / "last.ckpt")
         assert row[-3] == f"{sum(p.numel() for p in module.parameters()):,}"
@@ -65,7 +69,8 @@ def test_report_cli_on_a_sweep_with_a_failed_job(sweep: Path, tmp_path: Path) ->
 def test_report_on_a_folder_of_single_runs(sweep: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     for job, name in (("0", "2026-01-01_10-00-00_1"), ("1", "2026-01-01_11-00-00_2")):
-        shutil.copytree(sweep / job, runs / name)
+        (folder,) = [p for p in sweep.iterdir() if p.name.split("_")[0] == job]
+        shutil.copytree(folder, runs / name)
     for ckpt in (runs / "2026-01-01_11-00-00_2" / "checkpoints").glob("*.ckpt"):
         ckpt.write_bytes(b"not a checkpoint")  # unreadable: no parameter count, still a row
     path = report(runs)
@@ -82,3 +87,12 @@ def test_a_folder_without_runs_is_refused(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path / "missing")])
     assert exit_info.value.code == 1 and "is not a folder" in capsys.readouterr().err
+
+
+@requires_data
+def test_a_one_epoch_chart_has_whole_epoch_ticks(sweep: Path) -> None:
+    jobs = [job for job in find_jobs(sweep) if job.curve]
+    assert [job.curve[0][0] for job in jobs] == [0, 0]  # one epoch each: epoch 0
+    ax = curves_figure(jobs, ["model.hidden_size"]).axes[0]
+    low, high = ax.get_xlim()
+    assert [float(t) for t in ax.get_xticks() if low <= t <= high] == [0.0]

@@ -13,7 +13,8 @@ class GradNormLogger(L.Callback):
     """Every ``every_n_steps`` optimizer steps, log the 2-norm of each gradient and their total.
 
     Runs in ``on_before_optimizer_step``, which Lightning calls before gradient clipping, so
-    the numbers are what the loss produced, not what the clip let through.
+    the numbers are what the loss produced, not what the clip let through. The values go to the
+    loggers at the step they were measured only (see ``send``).
     """
 
     def __init__(self, every_n_steps: int = 50, norm_type: float = 2.0, per_parameter: bool = True):
@@ -39,4 +40,13 @@ class GradNormLogger(L.Callback):
         renamed = {"grad_norm/total": norms.pop(f"{prefix}_total")}
         if self.per_parameter:
             renamed |= {f"grad_norm/{k.removeprefix(prefix + '/')}": v for k, v in norms.items()}
-        pl_module.log_dict(renamed, on_step=True, on_epoch=False)
+        self.send(trainer, {k: float(v) for k, v in renamed.items()})
+
+    @staticmethod
+    def send(trainer: L.Trainer, norms: dict[str, float]) -> None:
+        """Straight to the loggers, at this step. ``LightningModule.log`` (which Lightning also
+        puts on every callback as ``self.log``) keeps a value and re-emits it at each logging step
+        until the next measurement: flat stretches that were never measured. Lightning's loggers
+        write on global rank 0 only, where DDP has already all-reduced the gradients."""
+        for logger in trainer.loggers:
+            logger.log_metrics(norms, step=trainer.global_step)

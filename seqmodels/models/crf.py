@@ -1,9 +1,10 @@
-"""A linear-chain CRF over per-token tag scores: exact log-likelihood and constrained Viterbi.
+"""A linear-chain CRF over per-token tag scores: exact log-likelihood, constrained Viterbi and
+per-token tag marginals (forward-backward).
 
 Written here rather than taken from a library. On PyPI: ``pytorch-crf`` 0.7.2 (last release
 2019-02) and ``TorchCRF`` 1.1.0 (2020-08) are unmaintained and have no transition constraints;
 ``torch-struct`` 0.5 (2021-02) is unmaintained too; AllenNLP's CRF has constraints, but AllenNLP
-(2.10.1, 2022-10) is archived and would bring its whole stack. The layer is the two recursions
+(2.10.1, 2022-10) is archived and would bring its whole stack. The layer is the recursions
 below, tested against brute-force enumeration of every tag sequence (tests/models/test_crf.py).
 
 Shapes: ``emissions [B, T, K]`` (scores from the tagger), ``mask [B, T]`` true on real tokens,
@@ -166,3 +167,37 @@ class CRF(nn.Module):
             last = index.gather(1, last.unsqueeze(1)).squeeze(1)
             path.append(last)
         return torch.stack(path[::-1], dim=1)
+
+    def marginals(
+        self,
+        emissions: torch.Tensor,
+        mask: torch.Tensor,
+        blocked: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``p(tag at t = k | emissions)`` ``[B, T, K]`` (forward-backward); 0 past a length.
+
+        Over the sequences :meth:`decode` chooses from (allowed transitions, no ``blocked``
+        tag), so every tag of the Viterbi path has a probability above zero. The recursions
+        are in log space (a ``[B, K, K]`` logsumexp per step): forbidden scores are ``-inf``.
+        """
+        neg = float("-inf")
+        if emissions.dtype in (torch.float16, torch.bfloat16):
+            emissions = emissions.float()
+        start = self.start.masked_fill(~self.allowed_start, neg)
+        end = self.end.masked_fill(~self.allowed_end, neg)
+        transitions = self.transitions.masked_fill(~self.allowed_transitions, neg)
+        if blocked is not None:
+            emissions = emissions.masked_fill(blocked, neg)
+        length = emissions.size(1)
+        alphas = [start + emissions[:, 0]]  # alpha_t(k): every prefix ending in k at t
+        for t in range(1, length):
+            step = torch.logsumexp(alphas[-1].unsqueeze(2) + transitions, dim=1) + emissions[:, t]
+            alphas.append(torch.where(mask[:, t : t + 1], step, alphas[-1]))
+        betas = [end.expand_as(alphas[-1])]  # beta_t(k): every suffix after k at t
+        for t in range(length - 2, -1, -1):
+            ahead = (emissions[:, t + 1] + betas[0]).unsqueeze(1)
+            step = torch.logsumexp(transitions + ahead, dim=2)
+            betas.insert(0, torch.where(mask[:, t + 1 : t + 2], step, betas[0]))
+        log_z = torch.logsumexp(alphas[-1] + end, dim=1)
+        log_p = torch.stack(alphas, 1) + torch.stack(betas, 1) - log_z[:, None, None]
+        return log_p.exp() * mask.unsqueeze(2)

@@ -144,4 +144,5 @@ class CharLM(SequenceTask):
         }
         if self.losses[f"{stage}_windowed"].update_called:
             metrics[f"{stage}/loss_windowed"] = self.epoch_loss(f"{stage}_windowed")
-        self.log_dict(metrics, prog_bar=stage == "val")
+        for name, value in metrics.items():  # the bar shows train/loss and the main metric only
+            self.log(name, value, prog_bar=name == "val/bpc")

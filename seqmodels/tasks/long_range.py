@@ -101,7 +101,8 @@ class LongRange(SequenceTask):
                 metric.reset()
         if self.problem == "copy":
             values[f"{stage}/chance_acc"] = torch.tensor(100.0 / self.num_symbols)
-        self.log_dict(values, prog_bar=stage == "val")
+        for name, value in values.items():  # the bar shows train/loss and the main metric only
+            self.log(name, value, prog_bar=name == "val/loss")
 
     def grad_flow_problem(
         self, batch: tuple[torch.Tensor, torch.Tensor]

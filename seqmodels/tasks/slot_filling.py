@@ -148,4 +148,5 @@ class SlotTagger(SequenceTask):
         metrics[f"{stage}/sent_acc"] = self.sent_acc[stage].compute().float()
         for metric in (self.span_f1, self.token_acc, self.intent_acc, self.sent_acc):
             metric[stage].reset()
-        self.log_dict(metrics, prog_bar=stage == "val")
+        for name, value in metrics.items():  # the bar shows train/loss and the main metric only
+            self.log(name, value, prog_bar=name == "val/f1")

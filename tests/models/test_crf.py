@@ -156,3 +156,38 @@ def test_allowed_transitions_bio() -> None:
 def test_decode_empty_batch() -> None:
     crf = CRF(3)
     assert crf.decode(torch.zeros(0, 5, 3), torch.zeros(0, 5, dtype=torch.bool)).shape == (0, 5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_marginals_match_brute_force_over_the_sequences_decode_chooses_from(seed: int) -> None:
+    """p(tag at t = k) summed over every sequence, with and without BIO constraints and a
+    blocked tag; rows of a sentence sum to one, positions past its length are zero."""
+    tags = BIO_TAGS
+    k, lengths = len(tags), [4, 1, 3]
+    start, trans, end = allowed_transitions(tags, "BIO")
+    blocked = torch.tensor([t in ("<pad>", "<unk>") for t in tags])
+    for allowed, block in ((None, None), ((start, trans, end), blocked)):
+        crf = random_crf(k, seed, allowed).double()
+        emissions, mask = batch(lengths, k, seed)
+        with torch.no_grad():
+            marginals = crf.marginals(emissions, mask, block)
+        for b, n in enumerate(lengths):
+            paths, scores = [], []
+            for p in itertools.product(range(k), repeat=n):
+                if block is not None and any(block[i] for i in p):
+                    continue
+                if allowed is not None and not (
+                    start[p[0]] and end[p[-1]] and all(trans[i, j] for i, j in zip(p, p[1:]))
+                ):
+                    continue
+                paths.append(p)
+                scores.append(path_score(crf, emissions[b], p).detach())
+            probs = torch.softmax(torch.stack(scores), 0)
+            expected = torch.zeros(max(lengths), k, dtype=torch.float64)
+            for p, prob in zip(paths, probs):
+                expected[torch.arange(n), torch.tensor(p)] += prob
+            torch.testing.assert_close(marginals[b], expected)
+            torch.testing.assert_close(marginals[b, :n].sum(1), torch.ones(n, dtype=torch.float64))
+    # The Viterbi path's tags are never given probability zero.
+    decoded = crf.decode(emissions, mask, blocked)
+    assert (marginals.gather(2, decoded.unsqueeze(2)).squeeze(2)[mask] > 0).all()

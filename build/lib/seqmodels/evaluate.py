@@ -1,8 +1,10 @@
 """Test a checkpoint with nothing else given: ``python scripts/eval.py ckpt_path=...``.
 
-Everything needed comes from the checkpoint: the task module's class and data config from its
-``config`` (written by :class:`seqmodels.callbacks.SaveRunConfig`), the model config and the
-vocabularies from its ``hyper_parameters``. It is read with ``weights_only=True``.
+Everything needed comes from the checkpoint: the task and data config from its ``config``
+(written by :class:`seqmodels.callbacks.SaveRunConfig`), the model config and the vocabularies
+from its ``hyper_parameters``. It is read with ``weights_only=True``, and the classes it names
+are looked up among seqmodels' own (:mod:`seqmodels.registry`): a checkpoint never chooses
+what code runs.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from typing import Any
 
 import hydra
 import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.checkpoints import read_checkpoint
+from seqmodels.cli import check_ckpt_path, one_line_errors
 from seqmodels.errors import CheckpointError, ConfigError, errors_reported
+from seqmodels.registry import data_class, init_kwargs, task_class
 from seqmodels.train import CONFIG_DIR, plain
 
 log = logging.getLogger(__name__)
@@ -35,13 +39,21 @@ def load_module(
     the task it was trained for.
     """
     checkpoint = read_checkpoint(path)
-    module_cls = get_class(checkpoint["config"]["task"]["module"]["_target_"])
+    module_cls = task_class(checkpoint, path)
     if data_kind is not None and getattr(module_cls, "data_kind", None) != data_kind:
         raise CheckpointError(
             f"{path} is a task={checkpoint['config']['task']['name']} checkpoint; this needs a "
             f"model trained on {data_kind} data"
         )
-    module = module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    # Built from plain values by the project's own class, not by Lightning's load path
+    # (which would follow instantiator hints stored in the file).
+    module = module_cls(**init_kwargs(module_cls, checkpoint["hyper_parameters"]))
+    try:
+        module.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: its weights do not fit its own config ({err})") from err
+    module.on_load_checkpoint(checkpoint)
+    module.eval()
     return module, checkpoint
 
 
@@ -65,9 +77,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {cfg.split!r}")
     module, checkpoint = load_module(cfg.ckpt_path)
     run_cfg = checkpoint["config"]
-    data_cfg = OmegaConf.merge(run_cfg["data"], plain(cfg.get("data")) or {})
-    datamodule: L.LightningDataModule = instantiate(
-        data_cfg, **vocab_kwargs(checkpoint["hyper_parameters"])
+    data_cfg = plain(OmegaConf.merge(run_cfg["data"], plain(cfg.get("data")) or {}))
+    data_cls = data_class(data_cfg, cfg.ckpt_path)
+    datamodule = data_cls(
+        **init_kwargs(data_cls, data_cfg), **vocab_kwargs(checkpoint["hyper_parameters"])
     )
     datamodule.prepare_data()
     datamodule.setup("test")
@@ -98,8 +111,10 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+@one_line_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="eval")
 def main(cfg: DictConfig) -> None:
     """``python scripts/eval.py ckpt_path=<checkpoint> [split=val]``."""
     with errors_reported(log):
+        check_ckpt_path(cfg, "a checkpoint written by scripts/train.py")
         evaluate(cfg)

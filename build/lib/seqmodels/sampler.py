@@ -7,9 +7,11 @@ just drawn, with the state the previous step returned, so a step costs the same 
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -21,16 +23,26 @@ class UnknownCharactersError(ConfigError):
     """The prompt has characters the model's vocabulary lacks."""
 
 
-def check_options(temperature: float, top_k: int | None, top_p: float | None, length: int) -> None:
-    """Refuse option values that cannot be sampled with, naming the option."""
-    if temperature < 0:
-        raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ConfigError(f"top_k must be a positive integer or null, got {top_k}")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise ConfigError(f"top_p must be in (0, 1] or null, got {top_p}")
-    if length < 0:
-        raise ConfigError(f"length must be >= 0, got {length}")
+def is_int(value: Any) -> bool:
+    """A whole number (a bool is not one, though Python counts it as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (not a bool, not a string such as ``temperature=abc``)."""
+    return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
+
+
+def check_options(temperature: Any, top_k: Any, top_p: Any, length: Any) -> None:
+    """Refuse option values that cannot be sampled with, naming the option and what it takes."""
+    if not is_number(temperature) or temperature < 0:
+        raise ConfigError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+    if top_k is not None and (not is_int(top_k) or top_k < 1):
+        raise ConfigError(f"top_k must be a whole number >= 1 or null (all), got {top_k!r}")
+    if top_p is not None and (not is_number(top_p) or not 0.0 < top_p <= 1.0):
+        raise ConfigError(f"top_p must be a number in (0, 1] or null (all), got {top_p!r}")
+    if not is_int(length) or length < 0:
+        raise ConfigError(f"length must be a whole number >= 0, got {length!r}")
 
 
 def next_token_probs(

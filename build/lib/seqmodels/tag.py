@@ -1,9 +1,13 @@
-"""Tag sentences with a slot-filling checkpoint alone: ``python scripts/tag.py ckpt_path=...``.
+"""Tag typed sentences with a slot-filling checkpoint: ``python scripts/tag.py ckpt_path=...``.
 
-``text=`` prints each token with its tag, then ``{"intent": ..., "slots": {...}}`` as JSON.
-Without ``text=`` it reads one sentence per line from stdin and writes one JSON object per line.
-Slots are chunks by seqeval's (conlleval's) rules, as the span F1 counts them; a chunk's words are
-joined with spaces, and a slot type that occurs more than once gets a list of its values.
+Each sentence (``text=``, or each line of stdin) becomes one line of JSON in the shape of Rasa
+NLU's parse output (``text``, ``intent`` with ``name`` and ``confidence``, ``entities`` with
+``entity``, ``value``, ``start``, ``end``, ``confidence_entity``), plus the ``tokens`` the model
+read (with their character spans) and their ``tags``. Text is tokenised as the training data
+was (:mod:`seqmodels.data.raw_text`); an entity's ``value`` is ``text[start:end]``, as typed.
+Entities are chunks by seqeval's (conlleval's) rules, as the span F1 counts them. Confidences:
+the intent's softmax probability; an entity's lowest token probability of its tags (the
+softmax's, or with a CRF decoder the CRF's marginal). ``format=table`` prints a table instead.
 """
 
 from __future__ import annotations
@@ -11,109 +15,206 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any, TextIO
 
 import hydra
 import torch
 from omegaconf import DictConfig
+from torch.nn.utils.rnn import pad_sequence
 
+from seqmodels.cli import check_ckpt_path, one_line_errors
+from seqmodels.data.raw_text import RawTextTokenizer, Token
 from seqmodels.data.slot_filling import encode_chars, pad_chars
 from seqmodels.data.vocab import UNK, Vocab
-from seqmodels.errors import errors_reported
+from seqmodels.errors import ConfigError, errors_reported
 from seqmodels.evaluate import load_module
 from seqmodels.metrics import spans
 from seqmodels.train import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
+FORMATS = ("json", "table")
 
-def slots_of(tokens: list[str], tags: list[str]) -> dict[str, str | list[str]]:
-    """Slot type -> words of its chunk (a list of them for a type that occurs twice or more)."""
-    slots: dict[str, str | list[str]] = {}
+
+def probability(p: float) -> float:
+    """Four significant digits: readable, and never rounded down to zero."""
+    return float(f"{p:.4g}")
+
+
+def entities_of(
+    text: str, tokens: Sequence[Token], tags: Sequence[str], confidences: Sequence[float]
+) -> list[dict[str, Any]]:
+    """One entity per chunk of ``tags``: its type, the text it covers, and its confidence (the
+    lowest probability among its tokens' tags)."""
+    entities = []
     for kind, first, last in spans(tags):
-        value = " ".join(tokens[first : last + 1])
-        if kind not in slots:
-            slots[kind] = value
-        elif isinstance(slots[kind], list):
-            slots[kind].append(value)
-        else:
-            slots[kind] = [slots[kind], value]
-    return slots
+        start, end = tokens[first].start, tokens[last].end
+        entities.append(
+            {
+                "entity": kind,
+                "value": text[start:end],
+                "start": start,
+                "end": end,
+                "confidence_entity": probability(min(confidences[first : last + 1])),
+            }
+        )
+    return entities
+
+
+def untagged(text: str) -> dict[str, Any]:
+    """The result for text with no word in it (a blank line), in the same schema."""
+    return {
+        "text": text,
+        "intent": {"name": None, "confidence": 0.0},
+        "entities": [],
+        "tokens": [],
+        "tags": [],
+    }
 
 
 class Tagger:
-    """A slot tagger from a checkpoint, tokenising as its training data was."""
+    """A slot tagger from a checkpoint: typed sentences in, results in this module's schema out."""
 
     def __init__(self, module: torch.nn.Module, vocabs: dict[str, list[str]]) -> None:
         self.module = module.eval()
         self.words = Vocab(vocabs["words"], unk=UNK)
+        self.tokenizer = RawTextTokenizer(vocabs["words"])
         # Character ids for models with model.char_features (their vocabularies have "chars").
         self.chars = Vocab(vocabs["chars"], unk=UNK) if "chars" in vocabs else None
         self.intents = list(vocabs["intents"])
-        # ATIS and SNIPS are lower-case; a training set with capitals keeps the case as typed.
-        self.lowercase = all(w == w.lower() for w in vocabs["words"])
-
-    def tokenize(self, text: str) -> list[str]:
-        """Split on whitespace (and lower-case, if the training words all are)."""
-        return (text.lower() if self.lowercase else text).split()
 
     def __call__(self, text: str) -> dict[str, Any]:
-        """``tokens``, ``tags``, ``unknown`` (tokens read as ``<unk>``), ``intent``, ``slots``."""
-        tokens = self.tokenize(text)
-        if not tokens:
-            return {"tokens": [], "tags": [], "unknown": [], "intent": None, "slots": {}}
+        return self.tag_batch([text])[0]
+
+    def tag_batch(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """One result per text, the texts run through the model as one padded batch."""
+        tokenized = [self.tokenizer(text) for text in texts]
+        results = [untagged(text) for text in texts]
+        rows = [i for i, tokens in enumerate(tokenized) if tokens]
+        if not rows:
+            return results
+        predicted = self.predict([[t.text for t in tokenized[i]] for i in rows])
+        for i, (tags, confidences, intent, intent_p) in zip(rows, predicted):
+            text, tokens = texts[i], tokenized[i]
+            results[i] = {
+                "text": text,
+                "intent": {"name": intent, "confidence": probability(intent_p)},
+                "entities": entities_of(text, tokens, tags, confidences),
+                "tokens": [{"text": t.text, "start": t.start, "end": t.end} for t in tokens],
+                "tags": tags,
+            }
+        return results
+
+    def predict(
+        self, sentences: list[list[str]]
+    ) -> list[tuple[list[str], list[float], str, float]]:
+        """Per sentence (a non-empty token list): its tags, each tag's probability, the intent
+        and its probability."""
         device = next(self.module.parameters()).device
-        words = torch.tensor([self.words.encode(tokens)], device=device)
-        lengths = torch.tensor([len(tokens)])
+        ids = [torch.tensor(self.words.encode(tokens)) for tokens in sentences]
+        words = pad_sequence(ids, batch_first=True).to(device)
+        lengths = torch.tensor([len(tokens) for tokens in sentences])
+        mask = torch.arange(words.size(1), device=device) < lengths.to(device).unsqueeze(1)
         chars = None
         if self.chars is not None:
-            chars = pad_chars([encode_chars(tokens, self.chars)]).to(device)
+            chars = pad_chars([encode_chars(tokens, self.chars) for tokens in sentences])
+            chars = chars.to(device)
+        module = self.module
         with torch.inference_mode():
-            tag_logits, intent_logits = self.module(words, lengths, chars)
-            tags = self.module.decode(self.module.predict_tags(tag_logits), lengths)[0]
-            intent = self.intents[int(self.module.predict_intents(intent_logits)[0])]
-        return {
-            "tokens": tokens,
-            "tags": tags,
-            "unknown": [t for t in tokens if t not in self.words],
-            "intent": intent,
-            "slots": slots_of(tokens, tags),
-        }
+            tag_scores, intent_logits = module(words, lengths, chars)
+            tag_ids = module.predict_tags(tag_scores, mask)
+            if module.crf is None:
+                blocked = tag_scores.masked_fill(module.blocked_tags, float("-inf"))
+                tag_probs = blocked.float().softmax(-1)
+            else:
+                tag_probs = module.crf.marginals(tag_scores, mask, module.blocked_tags)
+            tag_p = tag_probs.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+            blocked = intent_logits.masked_fill(module.blocked_intents, float("-inf"))
+            intent_p, intent_ids = blocked.float().softmax(-1).max(-1)
+        tags = module.decode(tag_ids, lengths)
+        return [
+            (row, p[: len(row)], self.intents[intent], ip)
+            for row, p, intent, ip in zip(
+                tags, tag_p.tolist(), intent_ids.tolist(), intent_p.tolist()
+            )
+        ]
+
+    def table(self, result: dict[str, Any]) -> str:
+        """A result for reading: the text, a token/tag/probability table, intent and slots."""
+        lines = [f"text: {result['text']}"]
+        tokens = [t["text"] for t in result["tokens"]]
+        width = max((len(t) for t in tokens), default=0)
+        tag_width = max((len(t) for t in result["tags"]), default=0)
+        for token, tag_ in zip(tokens, result["tags"]):
+            note = f"  ({UNK}: not in the training vocabulary)" if token not in self.words else ""
+            lines.append(f"  {token:<{width}}  {tag_:<{tag_width}}{note}".rstrip())
+        intent = result["intent"]
+        if intent["name"] is None:
+            lines.append("intent: none (no words to tag)")
+        else:
+            lines.append(f"intent: {intent['name']} ({intent['confidence']:.3f})")
+        for e in result["entities"]:
+            lines.append(
+                f"slot: {e['entity']} = {json.dumps(e['value'], ensure_ascii=False)} "
+                f"[{e['start']}:{e['end']}] "
+                f"({e['confidence_entity']:.3f})"
+            )
+        return "\n".join(lines) + "\n"
 
 
-def summary(result: dict[str, Any]) -> str:
-    """The one-line JSON of a tagged sentence: its intent and slots."""
-    return json.dumps({"intent": result["intent"], "slots": result["slots"]}, ensure_ascii=False)
+def batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    """``lines`` without their line ends, ``size`` at a time."""
+    texts = (line.removesuffix("\n").removesuffix("\r") for line in lines)
+    while chunk := list(islice(texts, size)):
+        yield chunk
+
+
+def check_options(cfg: DictConfig) -> None:
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {cfg.format!r}")
+    if not isinstance(cfg.batch_size, int) or isinstance(cfg.batch_size, bool):
+        raise ConfigError(f"batch_size must be a whole number >= 1, got {cfg.batch_size!r}")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"batch_size must be a whole number >= 1, got {cfg.batch_size!r}")
 
 
 def tag(cfg: DictConfig, stdin: TextIO | None = None, out: TextIO | None = None) -> list[dict]:
-    """Tag ``cfg.text`` (a token table, then JSON) or every line of ``stdin`` (JSON lines)."""
+    """Tag ``cfg.text``, or every line of ``stdin`` (``cfg.batch_size`` lines per batch); write
+    one JSON line per sentence to ``out`` (``format=table``: a table per sentence)."""
     stdin, out = stdin or sys.stdin, out or sys.stdout
+    check_options(cfg)
     if cfg.get("num_threads"):
         torch.set_num_threads(cfg.num_threads)
     module, checkpoint = load_module(cfg.ckpt_path, data_kind="slot_filling")
     tagger = Tagger(module.to(cfg.device), checkpoint["hyper_parameters"]["vocabs"])
+
+    def write(result: dict[str, Any]) -> None:
+        if cfg.format == "table":
+            out.write(tagger.table(result) + "\n")
+        else:
+            out.write(json.dumps(result, ensure_ascii=False) + "\n")
+
     if cfg.text is not None:
         result = tagger(str(cfg.text))
-        width = max((len(t) for t in result["tokens"]), default=0)
-        for token, tag_ in zip(result["tokens"], result["tags"]):
-            note = (
-                f"  ({UNK}: not in the training vocabulary)" if token in result["unknown"] else ""
-            )
-            out.write(f"{token:<{width}}  {tag_}{note}\n")
-        out.write(summary(result) + "\n")
+        write(result)
         return [result]
+    # Typed at a terminal, each line is answered at once; piped, lines are batched.
+    size = 1 if stdin.isatty() else cfg.batch_size
     results = []
-    for line in stdin:
-        result = tagger(line)
-        out.write(summary(result) + "\n")
+    for chunk in batches(stdin, size):
+        for result in tagger.tag_batch(chunk):
+            write(result)
+            results.append(result)
         out.flush()
-        results.append(result)
     return results
 
 
+@one_line_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="tag")
 def main(cfg: DictConfig) -> None:
     """``python scripts/tag.py ckpt_path=<slot-filling checkpoint> [text="..."]``."""
     with errors_reported(log):
+        check_ckpt_path(cfg, "a slot-filling checkpoint written by scripts/train.py")
         tag(cfg)

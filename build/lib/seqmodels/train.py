@@ -10,15 +10,20 @@ from typing import Any
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.callbacks import SaveRunConfig
 from seqmodels.checkpoints import check_resumable
+from seqmodels.cli import one_line_errors
 from seqmodels.config_checks import ConfigError, check_config
 from seqmodels.errors import errors_reported
+from seqmodels.quiet import silence_third_party_noise
+from seqmodels.tensorboard_view import run_hparams, run_name, write_session_end, write_session_start
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,9 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # shipped inside the
 # Run folders (seqmodels/conf/hydra/default.yaml) end in the process id: two runs started in
 # the same microsecond on one machine still get folders of their own.
 OmegaConf.register_new_resolver("seqmodels.pid", os.getpid, replace=True)
+silence_third_party_noise()  # deprecations inside Lightning and torch, Lightning's tips
+# ... and start with what the run is (data, model, overrides): TensorBoard names runs by folder.
+OmegaConf.register_new_resolver("seqmodels.run_name", run_name, replace=True)
 
 
 def plain(cfg: Any) -> Any:
@@ -105,7 +113,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("num_threads"):
         torch.set_num_threads(cfg.num_threads)
     if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     datamodule: L.LightningDataModule = instantiate(cfg.data)
     datamodule.prepare_data()
@@ -126,6 +134,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     warn_if_resuming_elsewhere(cfg)
     for logger in trainer.loggers:  # written to hparams.yaml at the first save
         logger.log_hyperparams(config)
+    start_hparams_session(trainer, cfg, config)
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     checkpointer = trainer.checkpoint_callback
@@ -137,29 +146,68 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         if not best:
             log.warning("no best checkpoint was saved; testing the current weights")
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        # Not Lightning's table: it repeats every epoch-level value under each DataLoader (the
+        # char LM's two test protocols), so one line of our own names each metric instead.
+        trainer.test(
+            module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False
+        )
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items()}
         log.info("best checkpoint: %s", best or "(none)")
-        log.info("test metrics: %s", {k: round(v, 4) for k, v in metrics.items() if "test/" in k})
+        log.info("test metrics: %s", format_test_metrics(metrics))
 
-    log_final_metrics(trainer, config, metrics)
+    log_final_metrics(trainer, metrics)
     return metrics
 
 
-def log_final_metrics(trainer: L.Trainer, config: dict, metrics: dict[str, float]) -> None:
-    """TensorBoard's hparams view: the resolved config beside the final val and test metrics."""
+def tensorboard_dirs(trainer: L.Trainer) -> list[str]:
+    """The TensorBoard run folders this process writes (none on DDP ranks other than 0)."""
+    # Before fit a DDP trainer does not know its rank yet; rank_zero_only read it from the
+    # environment the launcher set.
+    if not trainer.is_global_zero or getattr(rank_zero_only, "rank", 0) != 0:
+        return []
+    return [lg.log_dir for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+
+
+def start_hparams_session(trainer: L.Trainer, cfg: DictConfig, config: dict) -> None:
+    """TensorBoard's HPARAMS row for this run, written before training (so a run that stops
+    early is listed too), and the Custom Scalars layout (see seqmodels.tensorboard_view)."""
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else []
+    for log_dir in tensorboard_dirs(trainer):
+        write_session_start(log_dir, run_hparams(config, list(overrides)), cfg.task.monitor)
+
+
+# What a metric's name does not say, printed beside the test metrics.
+METRIC_NOTES = {
+    "test/loss_windowed": "loss, bpc and ppl stream the test text with carried state; "
+    "loss_windowed averages independent windows from a zero state",
+}
+
+
+def format_test_metrics(metrics: dict[str, float]) -> str:
+    """``test/f1=91.2345  test/loss=0.1234 ...`` and any notes on those metrics, one line."""
+    tested = {k: v for k, v in metrics.items() if k.startswith("test/")}
+    notes = [note for name, note in METRIC_NOTES.items() if name in tested]
+    line = "  ".join(f"{k}={v:.4f}" for k, v in tested.items())
+    return line + "".join(f" ({note})" for note in notes)
+
+
+def log_final_metrics(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+    """TensorBoard's HPARAMS row gets the final val and test metrics; every logger saves."""
     final = {k: v for k, v in metrics.items() if k.startswith(("val/", "test/"))}
+    for log_dir in tensorboard_dirs(trainer):
+        # In the run's hparams/ sub-run at the last step: written into the curves' run at step
+        # 0 (as Lightning's log_hyperparams does), they hid every earlier val/* point.
+        write_session_end(log_dir, final, trainer.global_step, finished=not trainer.interrupted)
     for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(config, metrics=final)
         logger.save()
 
 
+@one_line_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """``python scripts/train.py [overrides]``; returns the optimized metric for sweepers.
 
-    Expected errors (:class:`seqmodels.errors.UserError`) print their message and exit 1.
+    Expected errors (:mod:`seqmodels.errors`) print their message on one line and exit 1.
     """
     with errors_reported(log):
         metrics = train(cfg)

@@ -10,16 +10,26 @@ import torch
 
 from seqmodels.errors import NonFiniteLossError
 
+NEVER = torch.iinfo(torch.int64).max  # "no bad step yet", so a min over processes finds one
+
 
 class FiniteLoss(L.Callback):
-    """Raise :class:`NonFiniteLossError`, naming the step, when a training loss is NaN or inf.
+    """Raise :class:`NonFiniteLossError`, naming the first bad step, when a training loss is
+    NaN or inf on any process.
 
-    Runs in ``on_train_batch_end``, before validation and before Lightning's checkpoint
-    callbacks (which it always calls last), so no checkpoint is written after the loss broke:
-    the best and last checkpoints already on disk are from finite steps and stay valid.
-    (Lightning's ``EarlyStopping(check_finite=True)`` only looks at the validation metric, once
-    an epoch, after ``last.ckpt`` may already hold the broken weights.)
+    Each step folds the loss into a flag on the loss's device (no synchronisation). The flag
+    is read where reading is free or needed: every step on the CPU (the exact step stops the
+    run), on a GPU at the steps Lightning logs ``train/loss`` (it syncs then anyway) and always
+    before validation and at the end of the epoch, which is where checkpoints are written, so
+    none is written after the loss broke. Under DDP every process takes the decision together
+    (the strategy's boolean reduce): all stop, none waits in the next collective for a process
+    that is gone. (Lightning's ``EarlyStopping(check_finite=True)`` looks only at the
+    validation metric, once an epoch, after ``last.ckpt`` may hold the broken weights.)
     """
+
+    def __init__(self) -> None:
+        self.first_bad: torch.Tensor | None = None  # the first step with a bad loss, or NEVER
+        self.bad_value: torch.Tensor | None = None  # that loss (nan, inf or -inf)
 
     def on_train_batch_end(
         self,
@@ -30,15 +40,46 @@ class FiniteLoss(L.Callback):
         batch_idx: int,
     ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-        if not isinstance(loss, torch.Tensor) or bool(torch.isfinite(loss).all()):
+        if not isinstance(loss, torch.Tensor):
             return
+        if self.first_bad is None or self.first_bad.device != loss.device:
+            self.first_bad = torch.full((), NEVER, dtype=torch.int64, device=loss.device)
+            self.bad_value = torch.zeros((), device=loss.device)
+        loss = loss.detach().float().sum()
+        new = ~torch.isfinite(loss) & (self.first_bad == NEVER)
+        self.first_bad = torch.where(new, trainer.global_step, self.first_bad)
+        self.bad_value = torch.where(new, loss, self.bad_value)
+        logged = trainer.log_every_n_steps > 0 and trainer.global_step % trainer.log_every_n_steps
+        if loss.device.type == "cpu" or not logged:
+            self.check(trainer, batch_idx)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.training:
+            self.check(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def check(self, trainer: L.Trainer, batch_idx: int | None = None) -> None:
+        """Read the flag (every process, at the same points) and stop all if any saw a bad loss."""
+        if self.first_bad is None:
+            return
+        first_bad = trainer.strategy.reduce(self.first_bad.clone(), reduce_op="min")
+        stop = trainer.strategy.reduce_boolean_decision(bool(first_bad < NEVER), all=False)
+        if not stop:
+            return
+        step = int(first_bad)
+        mine = bool(self.first_bad == first_bad)
+        what = f"train/loss is {self.bad_value.item()}" if mine else "train/loss is not finite"
+        where = "" if mine else " on another process"
+        if batch_idx is not None and step == trainer.global_step:
+            where += f" (epoch {trainer.current_epoch}, batch {batch_idx})"
         kept = ""
         if checkpoint := trainer.checkpoint_callback:
             paths = (getattr(checkpoint, k, "") for k in ("best_model_path", "last_model_path"))
             saved = list(dict.fromkeys(p for p in paths if p))
             kept = f"; checkpoints from before are kept: {', '.join(saved)}" if saved else ""
         raise NonFiniteLossError(
-            f"train/loss is {loss.item()} at step {trainer.global_step} (epoch "
-            f"{trainer.current_epoch}, batch {batch_idx}): training stopped{kept}. Lower "
+            f"{what} at step {step}{where}: training stopped{kept}. Lower "
             "task.module.optimizer.lr, keep trainer.gradient_clip_val set, or check the data."
         )

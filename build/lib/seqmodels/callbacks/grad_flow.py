@@ -118,13 +118,11 @@ def task_problem(module: L.LightningModule, batch: Any) -> Problem:
         rows, last = torch.arange(tags.size(0), device=tags.device), lengths.to(tags.device) - 1
 
         words = batch["words"]
-        mask = (words != 0).unsqueeze(-1)
 
         def tag_loss(states: Tensor) -> Tensor:
-            # the tag head as the tagger applies it (with intent-to-slot: beside the pooled state)
-            pooled = states.masked_fill(~mask, float("-inf")).amax(dim=1)
-            logits = module.tag_head(module.intent_to_slot(states, pooled)[rows, last])
-            return F.cross_entropy(logits, tags[rows, last], reduction="none")
+            # everything the tagger puts between its encoder and its tag scores (heads())
+            tag_scores, _ = module.heads(states, words != 0)
+            return F.cross_entropy(tag_scores[rows, last], tags[rows, last], reduction="none")
 
         # what the encoder reads: word embeddings (with char features, if the model has them)
         inputs = module.words_in(module.embedding(words), batch.get("chars"))

@@ -81,6 +81,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it; it is set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def download_file(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``dest`` via a temporary file in the same folder.
 
@@ -122,6 +129,9 @@ def download_file(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> P
                 f"download of {url} has sha256 {digest.hexdigest()}, expected {sha256}; "
                 f"nothing was written to {dest}"
             )
+        # mkstemp makes the file 0600; a cache may be shared, so give it the mode any new file
+        # gets here (0666 less the umask), as curl or wget would.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)

@@ -6,7 +6,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+
+def shared_seed() -> int:
+    """``torch.initial_seed()``, the same in every process of a distributed run.
+
+    With ``seed`` set, every process seeds torch alike; with ``seed=null`` each draws its own,
+    and processes splitting different permutations would see some examples twice and others
+    never in an epoch. So under DDP process 0's seed is broadcast to the others.
+    """
+    seed = torch.initial_seed()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        box = [seed]
+        dist.broadcast_object_list(box, src=0)
+        seed = int(box[0])
+    return seed
 
 
 class EpochShuffle(Sampler[int]):
@@ -14,12 +30,13 @@ class EpochShuffle(Sampler[int]):
 
     Lightning calls ``set_epoch`` before each epoch, so a resumed run draws the same order as
     the uninterrupted one did, and shuffling leaves the global RNG (dropout) alone.
-    ``seed`` defaults to ``torch.initial_seed()``, i.e. the run's ``seed`` once it is set.
+    ``seed`` defaults to :func:`shared_seed`: the run's ``seed`` once it is set, and one seed
+    for all processes of a distributed run even without it.
     """
 
     def __init__(self, size: int, seed: int | None = None) -> None:
         self.size = size
-        self.seed = torch.initial_seed() if seed is None else seed
+        self.seed = shared_seed() if seed is None else seed
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -32,6 +32,12 @@ def pad_chars(words: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
+def a_few(items: list[str], shown: int = 3) -> str:
+    """``a, b, c and 4 more``: a long list cut to a few items and a count (one short line)."""
+    head = ", ".join(items[:shown])
+    return head if len(items) <= shown else f"{head} and {len(items) - shown} more"
+
+
 def encode_chars(tokens: list[str], chars: Vocab) -> torch.Tensor:
     """``[T, longest word]`` char ids of one utterance (unknown chars -> ``<unk>``)."""
     out = torch.zeros(len(tokens), max((len(t) for t in tokens), default=1), dtype=torch.long)
@@ -128,7 +134,7 @@ class SlotFillingDataModule(L.LightningDataModule):
                 ("intents", {u.intent for u in utts}),
             ):
                 if missing := sorted(labels - set(self.vocabs[kind].itos)):
-                    unseen.append(f"{split} {kind} {missing}")
+                    unseen.append(f"{split} {kind} {a_few(missing)}")
         if unseen:
             log.warning(
                 "%s: labels never seen in train map to %s and count as errors: %s",

@@ -94,12 +94,19 @@ def fused(name: str) -> Callable:
     return _compiled[name]
 
 
+def limit_key() -> str:
+    """Dynamo's recompile-limit setting: ``recompile_limit`` since torch 2.7, before that
+    ``cache_size_limit`` (kept as an alias)."""
+    config = torch._dynamo.config
+    return "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+
+
 def compile_budget(fn: Callable) -> Callable:
     """``fn`` run with ``torch._dynamo``'s recompile limit at :data:`RECOMPILE_LIMIT`."""
 
     @functools.wraps(fn)
     def run(*args: object) -> object:
-        with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT):
+        with torch._dynamo.config.patch(**{limit_key(): RECOMPILE_LIMIT}):
             return fn(*args)
 
     return run

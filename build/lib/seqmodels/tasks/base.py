@@ -77,9 +77,6 @@ class SequenceTask(L.LightningModule):
     Hyperparameters stay plain values, so checkpoints load with ``weights_only=True``.
     """
 
-    monitor: str = "val/loss"
-    mode: str = "min"
-
     def __init__(self) -> None:
         super().__init__()
         self.losses = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})

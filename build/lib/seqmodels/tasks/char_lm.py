@@ -31,6 +31,13 @@ def require_causal(model: dict[str, Any]) -> None:
         )
 
 
+def on_device(state: State | None, device: torch.device) -> State | None:
+    """``state`` on ``device`` (a no-op where it already is)."""
+    if state is None or isinstance(state, torch.Tensor):
+        return None if state is None else state.to(device)
+    return tuple(part.to(device) for part in state)
+
+
 def detached(state: State | None) -> State | None:
     """The state cut from the graph that produced it: back-propagation stops here (truncation)."""
     if state is None or isinstance(state, torch.Tensor):
@@ -53,8 +60,6 @@ class CharLM(SequenceTask):
     """
 
     data_kind = "text"
-    monitor = "val/bpc"
-    mode = "min"
 
     def __init__(
         self,
@@ -85,6 +90,9 @@ class CharLM(SequenceTask):
         ``state`` (``None``: zeros) is the encoder's recurrent state after the text before
         ``x``: pass the returned one back to continue the text (sampling, carried-state BPTT).
         """
+        # A state restored from a checkpoint may sit on another device than the batch:
+        # Lightning calls on_load_checkpoint before the strategy moves the module to the GPU.
+        state = on_device(state, x.device)
         out, state = self.encoder.run(self.dropout(self.embedding(x)), state)
         return self.head(self.dropout(out)), state
 
@@ -124,7 +132,7 @@ class CharLM(SequenceTask):
         checkpoint["carried_state"] = [p.cpu() for p in parts]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        parts = [p.to(self.device) for p in checkpoint.get("carried_state", [])]
+        parts = list(checkpoint.get("carried_state", []))  # moved to the batch's device in forward
         self.train_state = (parts[0] if len(parts) == 1 else tuple(parts)) if parts else None
 
     def _log_epoch(self, stage: str) -> None:
@@ -136,4 +144,5 @@ class CharLM(SequenceTask):
         }
         if self.losses[f"{stage}_windowed"].update_called:
             metrics[f"{stage}/loss_windowed"] = self.epoch_loss(f"{stage}_windowed")
-        self.log_dict(metrics, prog_bar=stage == "val")
+        for name, value in metrics.items():  # the bar shows train/loss and the main metric only
+            self.log(name, value, prog_bar=name == "val/bpc")

@@ -29,8 +29,6 @@ class SlotTagger(SequenceTask):
     """
 
     data_kind = "slot_filling"
-    monitor = "val/f1"
-    mode = "max"
 
     def __init__(
         self,
@@ -79,11 +77,15 @@ class SlotTagger(SequenceTask):
         """Tag scores ``[B, T, tags]`` and intent logits ``[B, intents]``."""
         inputs = self.words_in(self.embedding(self.words_in.drop_words(words)), chars)
         states = self.encoder(self.dropout(inputs), lengths)
-        real = words != 0
-        states = self.attend(self.dropout(states), real)
+        return self.heads(self.dropout(states), words != 0)
+
+    def heads(self, states: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder states ``[B, T, H]`` -> tag scores and intent logits, as :meth:`forward`
+        applies them (self-attention, the intent's max-pool over the real tokens ``real
+        [B, T]``, intent-to-slot); the gradient-flow measurement goes through this too."""
+        states = self.attend(states, real)
         pooled = states.masked_fill(~real.unsqueeze(-1), float("-inf")).amax(dim=1)
-        intent_logits = self.intent_head(pooled)
-        return self.tag_head(self.intent_to_slot(states, pooled)), intent_logits
+        return self.tag_head(self.intent_to_slot(states, pooled)), self.intent_head(pooled)
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         tag_logits, intent_logits = self(batch["words"], batch["lengths"], batch.get("chars"))
@@ -146,4 +148,5 @@ class SlotTagger(SequenceTask):
         metrics[f"{stage}/sent_acc"] = self.sent_acc[stage].compute().float()
         for metric in (self.span_f1, self.token_acc, self.intent_acc, self.sent_acc):
             metric[stage].reset()
-        self.log_dict(metrics, prog_bar=stage == "val")
+        for name, value in metrics.items():  # the bar shows train/loss and the main metric only
+            self.log(name, value, prog_bar=name == "val/f1")

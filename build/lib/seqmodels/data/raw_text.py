@@ -1,0 +1,100 @@
+"""Raw typed text -> the tokens a slot tagger was trained on, each with its span in the text.
+
+ATIS and SNIPS are lower-case with punctuation removed. ATIS keeps apostrophes inside words
+(``i'd``, ``what's``, ``york's``) and a few dotted words (``st.``), writes times ``5 pm`` and
+``1115 am`` (11:15); SNIPS splits at apostrophes (``what s``) and keeps hyphens (``top-rated``)
+and a few symbols (``&``, ``r&b``). :class:`RawTextTokenizer` follows whichever of these the
+training vocabulary shows and records where each token came from in the text, so a slot's value
+can be cut from the text as it was typed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import NamedTuple
+
+TOKEN = re.compile(
+    r"\d{1,2}(?::\d\d){1,2}"  # a clock time, 5:30, 13:22:09
+    r"|\d{1,4}/\d{1,2}/\d{1,4}"  # a date, 2/7/2021
+    r"|\d{1,3}(?:,\d{3})+(?!\d)"  # a number with thousands separators, 1,000
+    r"|\d+(?=(?:[ap]m|[ap]\.m\.?)(?!\w))"  # the number of 5pm / 5p.m. (the data: "5 pm")
+    r"|(?:[^\W\d_]\.){2,}"  # an abbreviation with its dots, a.m., U.S.
+    r"|\w+(?:['’&.-]\w+)*"  # a word, with its inner apostrophes, dots, hyphens, ampersands
+    r"|[^\w\s]"  # any other character on its own
+)
+PART = re.compile(r"\w+")
+APOSTROPHES = "'’"
+# Written differently in the training data? The forms tried for an out-of-vocabulary token.
+VARIANTS = (
+    lambda t: t.replace("’", "'"),  # typographic apostrophe
+    lambda t: t.replace(":", ""),  # 11:15 -> 1115 (ATIS)
+    lambda t: t.replace(",", ""),  # 1,000 -> 1000
+    lambda t: t.replace(".", ""),  # p.m -> pm
+)
+
+
+class Token(NamedTuple):
+    """``text`` as the model reads it; ``start:end`` is where it was typed in the input."""
+
+    text: str
+    start: int
+    end: int
+
+
+class RawTextTokenizer:
+    """Tokens of typed text in the training data's form, guided by the training ``words``.
+
+    ``words`` is the vocabulary, most frequent first (as :meth:`Vocab.build` orders it).
+    Lower-cases when no training word has a capital. A compound of words that the vocabulary
+    lacks in any of its :data:`VARIANTS` (``denver's``, ``round-trip``) is split into its
+    parts, which tell the model more than ``<unk>`` would (a time or a date stays whole); a
+    possessive ``'s`` is then dropped where the data keeps apostrophes inside words (ATIS:
+    some such word is more frequent than a lone ``s``), kept as ``s`` where it splits there
+    (SNIPS: ``what s``, ``gretchen s``). Punctuation the vocabulary lacks is dropped (the model
+    never saw it); punctuation it has is kept, joined to the word it touches when the
+    vocabulary has them together (``St.`` -> ``st.``).
+    """
+
+    def __init__(self, words: Sequence[str]) -> None:
+        self.words = set(words)
+        self.lowercase = all(w == w.lower() for w in self.words)
+        rank = {w: i for i, w in reversed(list(enumerate(words)))}
+        first_apostrophe = min(
+            (i for w, i in rank.items() if any(c in w for c in APOSTROPHES)), default=len(rank)
+        )
+        self.keeps_apostrophes = first_apostrophe < rank.get("s", len(rank))
+
+    def in_vocabulary_form(self, token: str) -> str:
+        """``token`` (lower-cased if the data is), or its first variant the vocabulary has."""
+        token = token.lower() if self.lowercase else token
+        if token in self.words:
+            return token
+        for variant in VARIANTS:
+            if (form := variant(token)) in self.words:
+                return form
+        return token
+
+    def __call__(self, text: str) -> list[Token]:
+        tokens: list[Token] = []
+        for match in TOKEN.finditer(text):
+            raw, start = match.group(), match.start()
+            form = self.in_vocabulary_form(raw)
+            if not PART.match(raw):  # punctuation
+                joined = tokens[-1].text + form if tokens and tokens[-1].end == start else None
+                if joined in self.words:
+                    tokens[-1] = Token(joined, tokens[-1].start, match.end())
+                elif form in self.words:
+                    tokens.append(Token(form, start, match.end()))
+                continue
+            parts = list(PART.finditer(raw))
+            if form in self.words or len(parts) == 1 or not any(c.isalpha() for c in raw):
+                tokens.append(Token(form, start, match.end()))
+                continue
+            for part in parts:  # a compound the training data never wrote as one token
+                after_apostrophe = raw[part.start() - 1] in APOSTROPHES if part.start() else False
+                if after_apostrophe and part.group().lower() == "s" and self.keeps_apostrophes:
+                    continue
+                form = self.in_vocabulary_form(part.group())
+                tokens.append(Token(form, start + part.start(), start + part.end()))
+        return tokens
