@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -36,18 +37,12 @@ def installed(tmp_path_factory) -> Path:
     site-packages through a path file (the editable install there is not seen: path files
     inside an added folder are not processed)."""
     root = tmp_path_factory.mktemp("wheel")
-    run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-deps",
-        "--no-build-isolation",
-        "-w",
-        root / "dist",
-        REPO,
-        cwd=root,
-    )
+    # Built from a copy: setuptools writes build/ beside the sources.
+    source = root / "source"
+    skip = shutil.ignore_patterns(".*", "build", "dist", "outputs", "*.egg-info", "__pycache__")
+    shutil.copytree(REPO, source, ignore=skip)
+    pip_wheel = ("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", root / "dist")
+    run(sys.executable, *pip_wheel, source, cwd=root)
     (wheel,) = (root / "dist").glob("seqmodels-*.whl")
     env_dir = root / "venv"
     venv.create(env_dir, with_pip=False)
