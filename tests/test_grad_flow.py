@@ -93,21 +93,31 @@ def test_state_gradients_equal_a_split_run_of_the_fused_layer(cell):
             torch.testing.assert_close(curve.cell[k], total.norm(dim=-1).mean(), rtol=1e-9, atol=0)
 
 
-def test_slot_filling_with_lengths_and_bidirectional_encoder_equals_packed_autograd():
+def _tagger_and_batch(**extra) -> tuple[SlotTagger, dict]:
+    """A float64 bidirectional LSTM tagger (eval mode) and a padded batch of B utterances."""
     torch.manual_seed(0)
     vocabs = {
         "words": ["<pad>", "<unk>", *"abcdefg"],
         "tags": ["<pad>", "O", "B-x", "I-x"],
         "intents": ["<unk>", "a", "b"],
     }
-    module = SlotTagger(
-        vocabs=vocabs, model=_model("lstm", bidirectional=True), optimizer=OPTIMIZER
-    ).double()
+    model = _model("lstm", bidirectional=True, **extra)
+    module = SlotTagger(vocabs=vocabs, model=model, optimizer=OPTIMIZER).double().eval()
     lengths = torch.tensor([12, 4, 9, 1, 7])
     steps = torch.arange(T)
     words = torch.randint(2, 9, (B, T)) * (steps < lengths[:, None])
     tags = torch.randint(1, 4, (B, T)) * (steps < lengths[:, None])
-    batch = {"words": words, "lengths": lengths, "tags": tags, "intents": torch.ones(B).long()}
+    return module, {
+        "words": words,
+        "lengths": lengths,
+        "tags": tags,
+        "intents": torch.ones(B).long(),
+    }
+
+
+def test_slot_filling_with_lengths_and_bidirectional_encoder_equals_packed_autograd():
+    module, batch = _tagger_and_batch()
+    words, lengths, tags = batch["words"], batch["lengths"], batch["tags"]
     curve = GradFlowLogger(max_batch=B).measure(module, batch)
 
     emb = module.embedding(words).detach().requires_grad_(True)
@@ -123,19 +133,8 @@ def test_slot_filling_with_lengths_and_bidirectional_encoder_equals_packed_autog
 def test_slot_filling_flow_goes_through_self_attention():
     """With model.self_attention, the tag at the last step reads every state through the
     attention layer: the measured curve is that network's, written out here step by step."""
-    torch.manual_seed(0)
-    vocabs = {
-        "words": ["<pad>", "<unk>", *"abcdefg"],
-        "tags": ["<pad>", "O", "B-x", "I-x"],
-        "intents": ["<unk>", "a", "b"],
-    }
-    model = _model("lstm", bidirectional=True, self_attention=1)
-    module = SlotTagger(vocabs=vocabs, model=model, optimizer=OPTIMIZER).double().eval()
-    lengths = torch.tensor([12, 4, 9, 1, 7])
-    steps = torch.arange(T)
-    words = torch.randint(2, 9, (B, T)) * (steps < lengths[:, None])
-    tags = torch.randint(1, 4, (B, T)) * (steps < lengths[:, None])
-    batch = {"words": words, "lengths": lengths, "tags": tags, "intents": torch.ones(B).long()}
+    module, batch = _tagger_and_batch(self_attention=1)
+    words, lengths, tags = batch["words"], batch["lengths"], batch["tags"]
     curve = GradFlowLogger(max_batch=B).measure(module, batch)
 
     emb = module.embedding(words).detach().requires_grad_(True)
