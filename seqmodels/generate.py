@@ -30,9 +30,11 @@ SEPARATOR = "\n" + "-" * 40 + "\n"
 
 def check_generate_options(cfg: DictConfig) -> None:
     """Refuse any option generate.py cannot use before the checkpoint is read, naming it."""
+    if not is_int(cfg.length) or cfg.length < 1:  # the sampler takes 0; a script has no use for it
+        raise ConfigError(
+            f"length must be a whole number >= 1 (characters per sample), got {cfg.length!r}"
+        )
     check_options(cfg.temperature, cfg.top_k, cfg.top_p, cfg.length)
-    if cfg.length < 1:
-        raise ConfigError("length must be a whole number >= 1 (characters per sample), got 0")
     if not is_int(cfg.num_samples) or cfg.num_samples < 1:
         raise ConfigError(f"num_samples must be a whole number >= 1, got {cfg.num_samples!r}")
     if cfg.seed is not None and not is_int(cfg.seed):

@@ -67,16 +67,19 @@ def init_kwargs(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _all_keys(tree: Any) -> list[str]:
-    """Every key of nested dicts (and dicts inside lists) below the top level's values."""
+    """Every key of the dicts nested in ``tree`` (dicts and lists), its own keys excepted."""
     if isinstance(tree, Mapping):
-        return [k for v in tree.values() for k in [*_keys_of(v), *_all_keys(v)]]
-    if isinstance(tree, list | tuple):
-        return [k for v in tree for k in [*_keys_of(v), *_all_keys(v)]]
-    return []
-
-
-def _keys_of(tree: Any) -> list[str]:
-    return [str(k) for k in tree] if isinstance(tree, Mapping) else []
+        children = list(tree.values())
+    elif isinstance(tree, list | tuple):
+        children = list(tree)
+    else:
+        return []
+    keys: list[str] = []
+    for child in children:
+        if isinstance(child, Mapping):
+            keys += [str(k) for k in child]
+        keys += _all_keys(child)
+    return keys
 
 
 def task_class(checkpoint: Mapping[str, Any], path: Any) -> type[L.LightningModule]:

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import make_cfg
-from hydra import compose, initialize_config_dir
+from test_eval import eval_cfg
 
 from seqmodels.errors import CheckpointError
 from seqmodels.evaluate import evaluate, load_module
-from seqmodels.train import CONFIG_DIR, train
+from seqmodels.train import train
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +42,6 @@ def crafted(src: Path, dest: Path, edit) -> Path:
     edit(checkpoint)
     torch.save(checkpoint, dest)
     return dest
-
-
-def evaluate_cfg(ckpt: Path, out: Path):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(
-            config_name="eval",
-            overrides=[
-                f"ckpt_path={ckpt}",
-                f"paths.output_dir={out}",
-                "trainer.accelerator=cpu",
-                "+trainer.enable_progress_bar=false",
-            ],
-        )
 
 
 def test_a_stored_module_target_is_never_called(char_ckpt: Path, tmp_path: Path) -> None:
@@ -92,7 +79,7 @@ def test_every_reader_refuses_a_checkpoint_naming_foreign_code(
             load_module(ckpt, data_kind=data_kind)
     out = tmp_path / "eval"
     with pytest.raises(CheckpointError):
-        evaluate(evaluate_cfg(ckpt, out))
+        evaluate(eval_cfg(ckpt, out))
     assert not (out / "metrics.json").exists()
 
 
@@ -114,10 +101,10 @@ def test_evaluation_refuses_data_options_naming_foreign_code(
     ckpt = crafted(char_ckpt, tmp_path / "bad.ckpt", DATA_BAD[case])
     out = tmp_path / "eval"
     with pytest.raises(CheckpointError, match="bad.ckpt|_target_"):
-        evaluate(evaluate_cfg(ckpt, out))
+        evaluate(eval_cfg(ckpt, out))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.ckpt"]  # nothing written
 
 
 def test_an_untouched_checkpoint_still_evaluates(char_ckpt: Path, tmp_path: Path) -> None:
-    metrics = evaluate(evaluate_cfg(char_ckpt, tmp_path / "eval"))
+    metrics = evaluate(eval_cfg(char_ckpt, tmp_path / "eval"))
     assert metrics["test/loss"] > 0

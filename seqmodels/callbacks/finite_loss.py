@@ -49,8 +49,9 @@ class FiniteLoss(L.Callback):
         new = ~torch.isfinite(loss) & (self.first_bad == NEVER)
         self.first_bad = torch.where(new, trainer.global_step, self.first_bad)
         self.bad_value = torch.where(new, loss, self.bad_value)
-        logged = trainer.log_every_n_steps > 0 and trainer.global_step % trainer.log_every_n_steps
-        if loss.device.type == "cpu" or not logged:
+        every = trainer.log_every_n_steps
+        between_logs = every > 0 and trainer.global_step % every
+        if loss.device.type == "cpu" or not between_logs:
             self.check(trainer, batch_idx)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
