@@ -9,9 +9,12 @@ For each (task, model) it builds the real config (``seqmodels/conf/train.yaml`` 
   last column, Lightning / plain time, shows what the framework costs;
 * **infer**: tokens per second of the forward pass under ``torch.inference_mode``.
 
-Timed steps follow warm-up steps. Tokens are counted from the batches, on the host.
+Timed steps follow warm-up steps. Tokens are counted from the batches, on the host. With
+``--threads 1,2`` every row is measured at each CPU thread count, and the last line gives the
+speed-up of the most threads over the fewest.
 
-    python scripts/bench_throughput.py                  # CPU, 1 thread (the configs' default)
+    python scripts/bench_throughput.py                  # CPU, the config's num_threads
+    python scripts/bench_throughput.py --threads 1,2 --models lstm,bilstm
     python scripts/bench_throughput.py --device cuda --steps 100
 """
 
@@ -36,12 +39,14 @@ from omegaconf import open_dict
 from seqmodels.train import CONFIG_DIR, build_module
 
 MODELS = {
-    "char_lm": ["rnn", "lstm", "gru", "hand_lstm"],
-    "slot_filling": ["rnn", "lstm", "gru", "hand_lstm", "bilstm", "hand_bilstm"],
+    "char_lm": ["rnn", "lstm", "gru", "hand_lstm", "mingru", "minlstm", "transformer"],
+    "slot_filling": ["rnn", "lstm", "gru", "hand_lstm", "bilstm", "hand_bilstm"]
+    + ["bimingru", "biminlstm", "bitransformer"],
 }
 warnings.filterwarnings("ignore", message=r".*self\.log.*")  # training_step outside a Trainer
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # one Trainer per row: quiet
+THREADS = torch.get_num_threads()  # torch's default (the physical cores), before any change
 
 
 def tokens_of(batch: Any) -> int:
@@ -145,10 +150,9 @@ def inference_seconds(cfg: Any, datamodule: Any, batches: list[Any], warmup: int
     return now(device) - start
 
 
-def bench(task: str, model: str, args: argparse.Namespace) -> dict[str, float]:
+def bench(task: str, model: str, threads: int, args: argparse.Namespace) -> dict[str, float]:
     cfg = make_config(task, model, args.device, args.data_dir)
-    if cfg.get("num_threads"):
-        torch.set_num_threads(cfg.num_threads)
+    torch.set_num_threads(threads)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -175,33 +179,56 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tasks", default="char_lm,slot_filling")
     parser.add_argument("--models", default=None, help="comma-separated subset of model=")
     parser.add_argument(
+        "--threads",
+        default=None,
+        help="comma-separated CPU thread counts to measure each row at (default: the config's "
+        "num_threads, or torch's default where it is null)",
+    )
+    parser.add_argument(
         "--data-dir",
         default=os.environ.get("SEQMODELS_DATA_DIR", str(Path("~/.cache/seqmodels").expanduser())),
     )
     args = parser.parse_args(argv)
 
+    default = make_config("slot_filling", "lstm", args.device, args.data_dir).get("num_threads")
+    counts = [int(t) for t in args.threads.split(",")] if args.threads else [default or THREADS]
     where = torch.cuda.get_device_name() if args.device == "cuda" else "CPU"
-    print(f"torch {torch.__version__}, {where}; {args.steps} timed steps after {args.warmup}")
+    print(
+        f"torch {torch.__version__}, {where}, threads {','.join(map(str, counts))} "
+        f"(torch's default here: {THREADS}); {args.steps} timed steps after {args.warmup}"
+    )
     rows = []
     for task in args.tasks.split(","):
         for model in MODELS[task]:
             if args.models and model not in args.models.split(","):
                 continue
-            result = bench(task, model, args)
-            rows.append((task, model, result))
-            print(f"  {task} {model}: {result}", flush=True)
+            for threads in counts:  # side by side, so load on the machine hits both alike
+                result = bench(task, model, threads, args)
+                rows.append((task, model, threads, result))
+                print(f"  {task} {model} threads={threads}: {result}", flush=True)
 
     unit = {"char_lm": "chars/s", "slot_filling": "words/s"}
     print()
-    print("| task | model | train (Lightning) | train (plain loop) | inference | Lightning/plain |")
-    print("|---|---|---|---|---|---|")
-    for task, model, r in rows:
+    print(
+        "| task | model | threads | train (Lightning) | train (plain loop) | inference "
+        "| Lightning/plain |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for task, model, threads, r in rows:
         print(
-            f"| {task} | {model} | {r['train']:,.0f} {unit[task]} | {r['plain']:,.0f} | "
-            f"{r['infer']:,.0f} | {r['overhead']:.2f} |"
+            f"| {task} | {model} | {threads} | {r['train']:,.0f} {unit[task]} | "
+            f"{r['plain']:,.0f} | {r['infer']:,.0f} | {r['overhead']:.2f} |"
         )
-    overheads = [r["overhead"] for _, _, r in rows]
-    print(f"\nLightning/plain time, mean over rows: {sum(overheads) / len(overheads):.2f}")
+    if len(counts) > 1:
+        few, most = min(counts), max(counts)
+        by = {(t, m, n): r for t, m, n, r in rows}
+        pairs = [(by[t, m, most], by[t, m, few]) for t, m, n, _ in rows if n == few]
+        for key in ("infer", "train"):
+            gain = sum(hi[key] / lo[key] for hi, lo in pairs) / len(pairs)
+            print(f"\n{key}: {most} threads / {few} thread(s) speed, mean over rows: {gain:.2f}")
+    else:
+        overheads = [r["overhead"] for *_, r in rows]
+        print(f"\nLightning/plain time, mean over rows: {sum(overheads) / len(overheads):.2f}")
 
 
 if __name__ == "__main__":

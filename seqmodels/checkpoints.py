@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +89,51 @@ def check_resumable(path: str | Path, module: torch.nn.Module, config: dict[str,
         f"cannot resume from {path}: it holds weights of another model than this run builds"
         f"{detail}. Resume with the options it was trained with, or start a new run"
     )
+
+
+def lookup(table: Mapping[str, type], name: Any, what: str, path: Any) -> type:
+    """``table[name]``: one of seqmodels' own classes by the name a checkpoint stores."""
+    if not isinstance(name, str) or name not in table:
+        raise CheckpointError(
+            f"{path} names {what} {name!r}, which is not one of seqmodels' own "
+            f"({', '.join(table)}); it was not written by this version of seqmodels' train()"
+        )
+    return table[name]
+
+
+# Optimizer and scheduler configs name torch classes by ``_target_``; they are built only when
+# training (configure_optimizers), which loading a checkpoint for inference never does.
+TRAINING_ONLY = ("optimizer", "scheduler")
+
+
+def init_kwargs(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that ``cls.__init__`` takes by name (``_target_`` dropped).
+
+    Refuses a ``_target_`` nested anywhere else: the model, data and vocabulary options a
+    checkpoint holds are plain values and never ask for objects.
+    """
+    accepted = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in values.items() if k in accepted and k != "self"}
+    checked = {k: v for k, v in kwargs.items() if k not in TRAINING_ONLY}
+    if "_target_" in _all_keys(checked):
+        raise CheckpointError(
+            f"the {cls.__name__} options in this checkpoint name a class (_target_) where "
+            "seqmodels stores plain values; refusing to load it"
+        )
+    return kwargs
+
+
+def _all_keys(tree: Any) -> list[str]:
+    """Every key of the dicts nested in ``tree`` (dicts and lists), its own keys excepted."""
+    if isinstance(tree, Mapping):
+        children = list(tree.values())
+    elif isinstance(tree, list | tuple):
+        children = list(tree)
+    else:
+        return []
+    keys: list[str] = []
+    for child in children:
+        if isinstance(child, Mapping):
+            keys += [str(k) for k in child]
+        keys += _all_keys(child)
+    return keys

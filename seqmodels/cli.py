@@ -23,6 +23,8 @@ from seqmodels.errors import (
     print_error,
 )
 
+CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # shipped inside the package
+
 
 def one_line_errors(hydra_main: Callable[..., Any]) -> Callable[..., Any]:
     """``hydra_main`` (a ``hydra.main`` function) with every expected error on one line, exit 1.

@@ -25,7 +25,6 @@ from hydra.errors import (
     OverrideParseException,
 )
 from hydra.types import RunMode
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 from omegaconf.errors import (
     ConfigAttributeError,
@@ -162,6 +161,13 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def lightning_sigterm(exit_: SystemExit) -> bool:
+    """Lightning's ``SIGTERMException``; looked up only where Lightning is loaded, so that
+    inference (tag, generate), which never imports it, starts without it."""
+    exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return exceptions is not None and isinstance(exit_, exceptions.SIGTERMException)
+
+
 @contextmanager
 def errors_reported(log: logging.Logger) -> Iterator[None]:
     """Around a Hydra task function: an expected error becomes one line and exit status 1.
@@ -176,7 +182,9 @@ def errors_reported(log: logging.Logger) -> Iterator[None]:
     """
     try:
         yield
-    except SIGTERMException:
+    except SystemExit as exit_:
+        if not lightning_sigterm(exit_):
+            raise
         log.error("stopped by SIGTERM")
         raise SystemExit(128 + signal.SIGTERM) from None
     except Exception as err:

@@ -21,7 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.checkpoints import read_checkpoint
 from seqmodels.cli import check_ckpt_path, one_line_errors
-from seqmodels.errors import CheckpointError, ConfigError, errors_reported
+from seqmodels.errors import ConfigError, errors_reported
+from seqmodels.metrics.span_report import format_table, span_report, write_report
+from seqmodels.nets.loading import check_kind, load_weights
 from seqmodels.registry import data_class, init_kwargs, task_class
 from seqmodels.train import CONFIG_DIR, plain
 
@@ -35,23 +37,18 @@ def load_module(
 ) -> tuple[L.LightningModule, dict[str, Any]]:
     """The task module saved at ``path`` (on the CPU) and the checkpoint's plain contents.
 
+    For inference alone, :func:`seqmodels.nets.load_net` gives the network without Lightning.
+
     ``data_kind`` (``"text"``, ``"slot_filling"``) refuses a checkpoint of another task, naming
     the task it was trained for.
     """
     checkpoint = read_checkpoint(path)
     module_cls = task_class(checkpoint, path)
-    if data_kind is not None and getattr(module_cls, "data_kind", None) != data_kind:
-        raise CheckpointError(
-            f"{path} is a task={checkpoint['config']['task']['name']} checkpoint; this needs a "
-            f"model trained on {data_kind} data"
-        )
+    check_kind(module_cls, checkpoint, path, data_kind)
     # Built from plain values by the project's own class, not by Lightning's load path
     # (which would follow instantiator hints stored in the file).
     module = module_cls(**init_kwargs(module_cls, checkpoint["hyper_parameters"]))
-    try:
-        module.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as err:
-        raise CheckpointError(f"{path}: its weights do not fit its own config ({err})") from err
+    load_weights(module, checkpoint, path)
     module.on_load_checkpoint(checkpoint)
     module.eval()
     return module, checkpoint
@@ -69,6 +66,18 @@ def write_conll(path: Path, utterances: list[dict[str, list[str]]]) -> None:
             for token, gold, pred in zip(utt["tokens"], utt["gold"], utt["predicted"]):
                 f.write(f"{token} {gold} {pred}\n")
             f.write("\n")
+
+
+def write_span_report(
+    out_dir: Path, utterances: list[dict[str, list[str]]], split: str, title: str
+) -> dict[str, Any]:
+    """<split>_span_report.txt/.json: per-type scores and the most frequent span errors (the
+    test step writes the same for split=test)."""
+    report = span_report(utterances)
+    path = write_report(out_dir, report, f"{split}_span_report", title)
+    table = format_table(report["per_type"], report["micro"])
+    log.info("per-type scores (span errors with examples in %s):\n%s", path, table)
+    return report["per_type"]
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -94,9 +103,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    per_type = None
     if getattr(module, "data_kind", None) == "slot_filling":
         batches = trainer.predict(module, dataloaders=loader)
-        write_conll(out_dir / "predictions.conll", [utt for batch in batches for utt in batch])
+        utterances = [utt for batch in batches for utt in batch]
+        write_conll(out_dir / "predictions.conll", utterances)
+        per_type = write_span_report(
+            out_dir, utterances, cfg.split, f"{cfg.split} of {cfg.ckpt_path}"
+        )
     report = {
         "ckpt_path": str(Path(cfg.ckpt_path).expanduser().resolve()),
         "split": cfg.split,
@@ -105,6 +119,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         "model": run_cfg["model"].get("name"),
         "metrics": metrics,
     }
+    if per_type is not None:
+        report["per_type"] = per_type
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     log.info("%s metrics of %s: %s", cfg.split, cfg.ckpt_path, json.dumps(metrics))
     log.info("wrote %s", out_dir / "metrics.json")

@@ -1,8 +1,9 @@
 """Sample text from a char-LM checkpoint alone: ``python scripts/generate.py ckpt_path=...``.
 
-The checkpoint gives the model and its vocabulary (:func:`seqmodels.evaluate.load_module`);
-:class:`seqmodels.sampler.CharSampler` primes the recurrent state with the prompt and then
-draws one character at a time, carrying the state. The text streams to stdout as it is drawn.
+The checkpoint gives the network and its vocabulary (:func:`seqmodels.nets.load_net`, which
+needs no training stack); :class:`seqmodels.sampler.CharSampler` primes the recurrent state
+with the prompt and then draws one character at a time, carrying the state. The text streams
+to stdout as it is drawn.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
-from seqmodels.cli import check_ckpt_path, one_line_errors
+from seqmodels.cli import CONFIG_DIR, check_ckpt_path, one_line_errors
+from seqmodels.data.text_codec import TextCodec
 from seqmodels.errors import ConfigError, errors_reported
-from seqmodels.evaluate import load_module
+from seqmodels.nets import load_net
+from seqmodels.quick_start import quick_main
 from seqmodels.sampler import CharSampler, check_options, is_int
-from seqmodels.train import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +70,13 @@ def generate(cfg: DictConfig, out: TextIO | None = None) -> list[str]:
     check_ckpt_path(cfg, "a char-LM checkpoint written by scripts/train.py task=char_lm")
     if cfg.get("num_threads"):
         torch.set_num_threads(cfg.num_threads)
-    module, _ = load_module(cfg.ckpt_path, data_kind="text")
+    module, checkpoint = load_net(cfg.ckpt_path, data_kind="text")
     module.to(cfg.device)
     sampler = CharSampler(module, module.vocab)
-    sampler.encode(cfg.prompt)  # unknown characters fail before anything is printed
+    # data.unit=byte: the prompt as UTF-8 bytes; data.reverse: read backwards (TextCodec)
+    codec = TextCodec.of(checkpoint["config"].get("data"))
+    prompt = codec.encode(cfg.prompt)
+    sampler.encode(prompt)  # unknown characters fail before anything is printed
     seed = cfg.seed if cfg.seed is not None else random.SystemRandom().randrange(2**63)
     generator = torch.Generator().manual_seed(seed)
 
@@ -79,16 +84,20 @@ def generate(cfg: DictConfig, out: TextIO | None = None) -> list[str]:
     for n in range(cfg.num_samples):
         if n:
             out.write(SEPARATOR)
-        out.write(cfg.prompt)
+        stream = codec.streaming()  # None for a backward model: its text ends with the prompt
+        if stream is not None:
+            out.write(cfg.prompt)
         chars = []
-        for ch in sampler.sample(
-            cfg.prompt, cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator
-        ):
-            out.write(ch)
-            out.flush()
+        options = (cfg.length, cfg.temperature, cfg.top_k, cfg.top_p, generator)
+        for ch in sampler.sample(prompt, *options):
+            if stream is not None:
+                out.write(stream.feed(ch))
+                out.flush()
             chars.append(ch)
         drawn += len(chars)
-        samples.append(cfg.prompt + "".join(chars))
+        sample = codec.decode(prompt + "".join(chars))
+        out.write(stream.flush() if stream is not None else sample)
+        samples.append(sample)
     out.write("\n")
     out.flush()
     seconds = time.perf_counter() - start
@@ -102,7 +111,11 @@ def generate(cfg: DictConfig, out: TextIO | None = None) -> list[str]:
 
 @one_line_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
-def main(cfg: DictConfig) -> None:
-    """``python scripts/generate.py ckpt_path=<char-LM checkpoint> [prompt=... length=...]``."""
+def hydra_main(cfg: DictConfig) -> None:
     with errors_reported(log):
         generate(cfg)
+
+
+def main() -> None:
+    """``python scripts/generate.py ckpt_path=<char-LM checkpoint> [prompt=... length=...]``."""
+    quick_main("generate", generate, hydra_main)

@@ -24,14 +24,14 @@ import torch
 from omegaconf import DictConfig
 from torch.nn.utils.rnn import pad_sequence
 
-from seqmodels.cli import check_ckpt_path, one_line_errors
+from seqmodels.chunks import chunks
+from seqmodels.cli import CONFIG_DIR, check_ckpt_path, one_line_errors
+from seqmodels.data.char_ids import encode_chars, pad_chars
 from seqmodels.data.raw_text import RawTextTokenizer, Token
-from seqmodels.data.slot_filling import encode_chars, pad_chars
 from seqmodels.data.vocab import UNK, Vocab
 from seqmodels.errors import ConfigError, errors_reported
-from seqmodels.evaluate import load_module
-from seqmodels.metrics import spans
-from seqmodels.train import CONFIG_DIR
+from seqmodels.nets import SlotTaggerNet, load_net
+from seqmodels.quick_start import quick_main
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def entities_of(
     """One entity per chunk of ``tags``: its type, the text it covers, and its confidence (the
     lowest probability among its tokens' tags)."""
     entities = []
-    for kind, first, last in spans(tags):
+    for kind, first, last in chunks(tags):
         start, end = tokens[first].start, tokens[last].end
         entities.append(
             {
@@ -75,9 +75,12 @@ def untagged(text: str) -> dict[str, Any]:
 
 
 class Tagger:
-    """A slot tagger from a checkpoint: typed sentences in, results in this module's schema out."""
+    """A slot tagger from a checkpoint: typed sentences in, results in this module's schema out.
 
-    def __init__(self, module: torch.nn.Module, vocabs: dict[str, list[str]]) -> None:
+    ``module`` is a :class:`seqmodels.nets.SlotTaggerNet` (or the task module, which is one).
+    """
+
+    def __init__(self, module: SlotTaggerNet, vocabs: dict[str, list[str]]) -> None:
         self.module = module.eval()
         self.words = Vocab(vocabs["words"], unk=UNK)
         self.tokenizer = RawTextTokenizer(vocabs["words"])
@@ -125,14 +128,9 @@ class Tagger:
         with torch.inference_mode():
             tag_scores, intent_logits = module(words, lengths, chars)
             tag_ids = module.predict_tags(tag_scores, mask)
-            if module.crf is None:
-                blocked = tag_scores.masked_fill(module.blocked_tags, float("-inf"))
-                tag_probs = blocked.float().softmax(-1)
-            else:
-                tag_probs = module.crf.marginals(tag_scores, mask, module.blocked_tags)
+            tag_probs = module.tag_probabilities(tag_scores, mask)
             tag_p = tag_probs.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
-            blocked = intent_logits.masked_fill(module.blocked_intents, float("-inf"))
-            intent_p, intent_ids = blocked.float().softmax(-1).max(-1)
+            intent_p, intent_ids = module.intent_probabilities(intent_logits).max(-1)
         tags = module.decode(tag_ids, lengths)
         return [
             (row, p[: len(row)], self.intents[intent], ip)
@@ -187,8 +185,8 @@ def tag(cfg: DictConfig, stdin: TextIO | None = None, out: TextIO | None = None)
     check_options(cfg)
     if cfg.get("num_threads"):
         torch.set_num_threads(cfg.num_threads)
-    module, checkpoint = load_module(cfg.ckpt_path, data_kind="slot_filling")
-    tagger = Tagger(module.to(cfg.device), checkpoint["hyper_parameters"]["vocabs"])
+    net, checkpoint = load_net(cfg.ckpt_path, data_kind="slot_filling")
+    tagger = Tagger(net.to(cfg.device), checkpoint["hyper_parameters"]["vocabs"])
 
     def write(result: dict[str, Any]) -> None:
         if cfg.format == "table":
@@ -211,10 +209,18 @@ def tag(cfg: DictConfig, stdin: TextIO | None = None, out: TextIO | None = None)
     return results
 
 
+def checked_tag(cfg: DictConfig) -> None:
+    check_ckpt_path(cfg, "a slot-filling checkpoint written by scripts/train.py")
+    tag(cfg)
+
+
 @one_line_errors
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="tag")
-def main(cfg: DictConfig) -> None:
-    """``python scripts/tag.py ckpt_path=<slot-filling checkpoint> [text="..."]``."""
+def hydra_main(cfg: DictConfig) -> None:
     with errors_reported(log):
-        check_ckpt_path(cfg, "a slot-filling checkpoint written by scripts/train.py")
-        tag(cfg)
+        checked_tag(cfg)
+
+
+def main() -> None:
+    """``python scripts/tag.py ckpt_path=<slot-filling checkpoint> [text="..."]``."""
+    quick_main("tag", checked_tag, hydra_main)

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.callbacks import SaveRunConfig
 from seqmodels.checkpoints import check_resumable
-from seqmodels.cli import one_line_errors
+from seqmodels.cli import CONFIG_DIR, one_line_errors
 from seqmodels.config_checks import ConfigError, check_config
 from seqmodels.errors import errors_reported
 from seqmodels.quiet import silence_third_party_noise
@@ -27,7 +27,6 @@ from seqmodels.tensorboard_view import run_hparams, run_name, write_session_end,
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")  # shipped inside the package
 # Run folders (seqmodels/conf/hydra/default.yaml) end in the process id: two runs started in
 # the same microsecond on one machine still get folders of their own.
 OmegaConf.register_new_resolver("seqmodels.pid", os.getpid, replace=True)

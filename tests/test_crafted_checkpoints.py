@@ -2,7 +2,7 @@
 
 Each case edits a real checkpoint the way an attacker sharing a file could (plain values only,
 so ``torch.load(weights_only=True)`` accepts it) and gives it to every reader: ``evaluate``
-(eval.py), ``load_module`` (tag.py, generate.py, report.py).
+(eval.py), ``load_module`` (report.py) and ``load_net`` (tag.py, generate.py, export.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from test_eval import eval_cfg
 
 from seqmodels.errors import CheckpointError
 from seqmodels.evaluate import evaluate, load_module
+from seqmodels.nets import load_net
 from seqmodels.train import train
 
 
@@ -55,6 +56,8 @@ def test_a_stored_module_target_is_never_called(char_ckpt: Path, tmp_path: Path)
     ckpt = crafted(char_ckpt, tmp_path / "a.ckpt", edit)
     module, _ = load_module(ckpt, data_kind="text")  # looked up by task name: CharLM
     assert type(module).__name__ == "CharLM"
+    net, _ = load_net(ckpt, data_kind="text")
+    assert type(net).__name__ == "CharLMNet"
     assert not sentinel.exists()
 
 
@@ -75,8 +78,9 @@ def test_every_reader_refuses_a_checkpoint_naming_foreign_code(
 ) -> None:
     ckpt = crafted(char_ckpt, tmp_path / "bad.ckpt", BAD[case])
     for data_kind in (None, "text"):
-        with pytest.raises(CheckpointError):
-            load_module(ckpt, data_kind=data_kind)
+        for load in (load_module, load_net):
+            with pytest.raises(CheckpointError):
+                load(ckpt, data_kind=data_kind)
     out = tmp_path / "eval"
     with pytest.raises(CheckpointError):
         evaluate(eval_cfg(ckpt, out))

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from seqmodels.data.raw_text import Token
 from seqmodels.data.slot_filling import encode_chars, pad_chars
 from seqmodels.errors import CheckpointError, ConfigError
-from seqmodels.evaluate import load_module
+from seqmodels.nets import load_net
 from seqmodels.tag import Tagger, entities_of, tag
 from seqmodels.train import CONFIG_DIR, train
 
@@ -41,7 +41,7 @@ def atis_ckpt(tmp_path_factory) -> Path:
 
 
 def tagger_of(ckpt: Path) -> Tagger:
-    module, checkpoint = load_module(ckpt, data_kind="slot_filling")
+    module, checkpoint = load_net(ckpt, data_kind="slot_filling")
     return Tagger(module, checkpoint["hyper_parameters"]["vocabs"])
 
 

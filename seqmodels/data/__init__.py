@@ -1,18 +1,27 @@
-"""Datasets: pinned downloads, vocabularies and one DataModule per task."""
+"""Datasets: pinned downloads, vocabularies and one DataModule per task.
 
-from seqmodels.data.char_lm import CharLMDataModule
-from seqmodels.data.conll import ConllDataModule
-from seqmodels.data.download import DatasetError, ensure_dataset
-from seqmodels.data.long_range import LongRangeDataModule
-from seqmodels.data.slot_filling import SlotFillingDataModule
-from seqmodels.data.vocab import Vocab
+Imported on first use, so that the plain helpers beside them (vocabularies, tokenising typed
+text, character ids), which inference reads, load without Lightning.
+"""
 
-__all__ = [
-    "CharLMDataModule",
-    "ConllDataModule",
-    "DatasetError",
-    "SlotFillingDataModule",
-    "Vocab",
-    "ensure_dataset",
-    "LongRangeDataModule",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "CharLMDataModule": "seqmodels.data.char_lm",
+    "ConllDataModule": "seqmodels.data.conll",
+    "DatasetError": "seqmodels.data.download",
+    "SlotFillingDataModule": "seqmodels.data.slot_filling",
+    "Vocab": "seqmodels.data.vocab",
+    "ensure_dataset": "seqmodels.data.download",
+    "LongRangeDataModule": "seqmodels.data.long_range",
+}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'seqmodels.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -11,6 +11,7 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
+from seqmodels.data.char_ids import encode_chars, pad_chars
 from seqmodels.data.download import ensure_dataset
 from seqmodels.data.sampling import split_loader
 from seqmodels.data.slot_files import SPLITS, Utterance, read_split
@@ -22,28 +23,10 @@ log = logging.getLogger(__name__)
 Batch = dict[str, Any]
 
 
-def pad_chars(words: list[torch.Tensor]) -> torch.Tensor:
-    """Per utterance ``[T_i, L_i]`` char ids -> ``[B, max T, max L]`` (0 = padding)."""
-    longest_word = max((w.size(1) for w in words), default=0)
-    longest_utt = max((w.size(0) for w in words), default=0)
-    out = torch.zeros(len(words), longest_utt, max(longest_word, 1), dtype=torch.long)
-    for i, w in enumerate(words):
-        out[i, : w.size(0), : w.size(1)] = w
-    return out
-
-
 def a_few(items: list[str], shown: int = 3) -> str:
     """``a, b, c and 4 more``: a long list cut to a few items and a count (one short line)."""
     head = ", ".join(items[:shown])
     return head if len(items) <= shown else f"{head} and {len(items) - shown} more"
-
-
-def encode_chars(tokens: list[str], chars: Vocab) -> torch.Tensor:
-    """``[T, longest word]`` char ids of one utterance (unknown chars -> ``<unk>``)."""
-    out = torch.zeros(len(tokens), max((len(t) for t in tokens), default=1), dtype=torch.long)
-    for i, token in enumerate(tokens):
-        out[i, : len(token)] = torch.tensor(chars.encode(token), dtype=torch.long)
-    return out
 
 
 def collate(items: list[Batch]) -> Batch:
@@ -81,6 +64,8 @@ class SlotFillingDataModule(L.LightningDataModule):
         min_freq: int = 1,
         num_workers: int = 0,
         vocabs: dict[str, list[str]] | None = None,
+        word_vectors: str | None = None,
+        lowercase_vectors: bool = True,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -90,6 +75,7 @@ class SlotFillingDataModule(L.LightningDataModule):
         self.name, self.path, self.data_dir, self.download = name, path, data_dir, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.min_freq, self.num_workers = min_freq, num_workers
+        self.word_vectors, self.lowercase_vectors = word_vectors, lowercase_vectors
         self.splits: dict[str, list[Utterance]] = {}
         self.vocabs: dict[str, Vocab] = (
             {k: Vocab(v, unk=UNK) for k, v in vocabs.items()} if vocabs else {}
@@ -116,13 +102,43 @@ class SlotFillingDataModule(L.LightningDataModule):
         if not self.vocabs:
             train = self.splits["train"]
             self.vocabs = {
-                "words": Vocab.build((u.words for u in train), min_freq=self.min_freq),
+                "words": self.build_words(),
                 "tags": Vocab.build((u.tags for u in train), specials=(PAD, UNK)),
                 "intents": Vocab.build(([u.intent] for u in train), specials=(UNK,)),
             }
         if "chars" not in self.vocabs:  # checkpoints from before char features have none
             self.vocabs["chars"] = Vocab.build(w for u in self.splits["train"] for w in u.words)
         self._warn_unseen_labels()
+
+    def build_words(self) -> Vocab:
+        """Train words seen ``min_freq`` times; with ``word_vectors``, also every word of
+        any split that has a vector (the usual practice: a test word the file knows gets its
+        pretrained row instead of ``<unk>``; no label of any split is read for this)."""
+        train = self.splits["train"]
+        words = Vocab.build((u.words for u in train), min_freq=self.min_freq)
+        if not self.word_vectors:
+            return words
+        from seqmodels.data.word_vectors import coverage, vectors_for
+
+        every = {w: None for split in SPLITS for u in self.splits[split] for w in u.words}
+        found = vectors_for(self.word_vectors, every, self.lowercase_vectors)
+        for split in SPLITS:
+            share = coverage(
+                (w for u in self.splits[split] for w in u.words), found, self.lowercase_vectors
+            )
+            log.info(
+                "word vectors cover %.1f%% of %s tokens and %.1f%% of its word types (%s)",
+                share["tokens"],
+                split,
+                share["types"],
+                self.word_vectors,
+            )
+        extra = [
+            w
+            for w in every
+            if w not in words and found.lookup(w, self.lowercase_vectors) is not None
+        ]
+        return Vocab(words.itos + extra, unk=UNK)
 
     def _warn_unseen_labels(self) -> None:
         """One warning listing the valid/test tags and intents that train never has."""

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.autograd import forward_ad
 from torch.autograd.function import FunctionCtx
 
+from seqmodels.models.cpu_memory import keep_freed_memory
 from seqmodels.models.hand_lstm_reference import (
     layer_vjp,
     lstm_layer_reference,
@@ -358,6 +359,7 @@ def lstm_layer(
             from seqmodels.models.hand_lstm_cuda import cuda_lstm_layer
 
             return cuda_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse)
+        keep_freed_memory()  # per-call buffers reuse mapped pages (cpu_memory says why)
         if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args):
             return LSTMLayerFunction.apply(*args, batch_sizes, reverse)
         bias = b_ih + b_hh if b_ih is not None else None

@@ -1,7 +1,24 @@
-"""LightningModules, one per task; each drives whichever encoder `model=` picks."""
+"""LightningModules, one per task; each drives whichever encoder `model=` picks.
 
-from seqmodels.tasks.char_lm import CausalEncoderRequired, CharLM
-from seqmodels.tasks.long_range import LongRange
-from seqmodels.tasks.slot_filling import SlotTagger
+Imported on first use, so that ``seqmodels.tasks.slot_inputs`` (layers the networks in
+:mod:`seqmodels.nets` build) loads without Lightning.
+"""
 
-__all__ = ["CausalEncoderRequired", "CharLM", "LongRange", "SlotTagger"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "CausalEncoderRequired": "seqmodels.tasks.char_lm",
+    "CharLM": "seqmodels.tasks.char_lm",
+    "LongRange": "seqmodels.tasks.long_range",
+    "SlotTagger": "seqmodels.tasks.slot_filling",
+}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'seqmodels.tasks' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -12,40 +12,16 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 from torchmetrics import MeanMetric
 
-from seqmodels.errors import ConfigError
-from seqmodels.models import RNNEncoder
+# Re-exported: the layers every task builds live with the networks (seqmodels.nets).
+from seqmodels.nets.parts import ENCODER_KEYS, build_embedding, build_encoder
+
+__all__ = ["ENCODER_KEYS", "SequenceTask", "build_embedding", "build_encoder", "decay_groups"]
 
 # Epoch-level val/test values come from torchmetrics objects, whose compute() already reduces
 # their states over DDP processes; Lightning cannot tell and suggests sync_dist=True for each.
 warnings.filterwarnings(
     "ignore", message=r".*self\.log\('(val|test)/.*sync_dist=True", category=PossibleUserWarning
 )
-
-ENCODER_KEYS = (
-    "cell",
-    "hidden_size",
-    "num_layers",
-    "dropout",
-    "bidirectional",
-    "nonlinearity",
-    "forget_bias",
-)
-
-
-def build_encoder(model: dict[str, Any], input_size: int) -> RNNEncoder:
-    """The encoder described by a ``model=`` config (plain dict)."""
-    return RNNEncoder(input_size=input_size, **{k: model[k] for k in ENCODER_KEYS if k in model})
-
-
-def build_embedding(
-    model: dict[str, Any], num_embeddings: int, padding_idx: int | None
-) -> nn.Embedding:
-    """Token embeddings; ``padding_idx`` only where that id is padding (its row stays zero and
-    never learns), ``None`` where every id is a real token (the char LM's id 0 is a character)."""
-    dim = model.get("embedding_dim", 0)
-    if dim < 1:
-        raise ConfigError(f"model.embedding_dim must be >= 1, got {dim}")
-    return nn.Embedding(num_embeddings, dim, padding_idx=padding_idx)
 
 
 def decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

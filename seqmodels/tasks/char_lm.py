@@ -6,36 +6,15 @@ import math
 from typing import Any
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
 from seqmodels.data.streams import IGNORE
-from seqmodels.errors import ConfigError
 from seqmodels.models.encoders import State
-from seqmodels.tasks.base import SequenceTask, build_embedding, build_encoder
+from seqmodels.nets.char_lm import CausalEncoderRequired, CharLMNet, require_causal
+from seqmodels.tasks.base import SequenceTask
 
-
-class CausalEncoderRequired(ConfigError):
-    """A bidirectional encoder was asked to drive a causal language model."""
-
-
-def require_causal(model: dict[str, Any]) -> None:
-    """Refuse a bidirectional encoder: a causal LM must not see the character it predicts."""
-    if model.get("bidirectional", False):
-        raise CausalEncoderRequired(
-            f"model={model.get('name', model.get('cell'))} is bidirectional, but task=char_lm "
-            "predicts each character from the ones before it: a bidirectional encoder would "
-            "see the character it must predict. Choose a unidirectional model "
-            "(rnn, lstm, gru, hand_lstm)."
-        )
-
-
-def on_device(state: State | None, device: torch.device) -> State | None:
-    """``state`` on ``device`` (a no-op where it already is)."""
-    if state is None or isinstance(state, torch.Tensor):
-        return None if state is None else state.to(device)
-    return tuple(part.to(device) for part in state)
+__all__ = ["CausalEncoderRequired", "CharLM", "detached", "require_causal"]
 
 
 def detached(state: State | None) -> State | None:
@@ -45,7 +24,7 @@ def detached(state: State | None) -> State | None:
     return tuple(part.detach() for part in state)
 
 
-class CharLM(SequenceTask):
+class CharLM(CharLMNet, SequenceTask):
     """embedding -> encoder -> linear over the character vocabulary.
 
     Logs ``<stage>/loss`` in nats per character, ``bpc`` (bits per character) and ``ppl``,
@@ -57,9 +36,9 @@ class CharLM(SequenceTask):
     previous one ended in, detached, and from zeros at the start of each epoch. Evaluation
     always carries the state through its first loader (contiguous streams) and starts every
     item of the second (independent windows) from zeros.
-    """
 
-    data_kind = "text"
+    The layers and forward live in :class:`seqmodels.nets.CharLMNet`; this adds training.
+    """
 
     def __init__(
         self,
@@ -69,32 +48,14 @@ class CharLM(SequenceTask):
         scheduler: dict[str, Any] | None = None,
         carry_state: bool = True,
     ) -> None:
-        super().__init__()
-        require_causal(model)
+        super().__init__(vocab, model)  # SequenceTask's set-up, then the layers
         self.save_hyperparameters(logger=False)
-        self.vocab = list(vocab)
-        self.embedding = build_embedding(model, len(vocab), padding_idx=None)  # no pad id
-        self.encoder = build_encoder(model, self.embedding.embedding_dim)
-        self.dropout = nn.Dropout(model.get("dropout", 0.0))
-        self.head = nn.Linear(self.encoder.output_size, len(vocab))
         self.carry_state = carry_state
         self.losses.update({f"{s}_windowed": MeanMetric() for s in ("val", "test")})
         # The training state after the last batch (saved in checkpoints: a mid-epoch resume
         # continues exactly), and the evaluation state of the stream loader.
         self.train_state: State | None = None
         self.eval_state: State | None = None
-
-    def forward(self, x: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
-        """Next-character logits ``[B, T, vocab]`` for ids ``[B, T]``, and the state after them.
-
-        ``state`` (``None``: zeros) is the encoder's recurrent state after the text before
-        ``x``: pass the returned one back to continue the text (sampling, carried-state BPTT).
-        """
-        # A state restored from a checkpoint may sit on another device than the batch:
-        # Lightning calls on_load_checkpoint before the strategy moves the module to the GPU.
-        state = on_device(state, x.device)
-        out, state = self.encoder.run(self.dropout(self.embedding(x)), state)
-        return self.head(self.dropout(out)), state
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int):
         x, y = batch

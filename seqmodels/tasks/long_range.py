@@ -10,14 +10,13 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
-from seqmodels.data.generators import BLANK
-from seqmodels.tasks.base import SequenceTask, build_embedding, build_encoder
+from seqmodels.nets.long_range import LongRangeNet
+from seqmodels.tasks.base import SequenceTask
 
-ADDING_FEATURES = 2  # (value, marker) per step
 ADDING_CHANCE_MSE = 1 / 6  # Var(U1 + U2): the MSE of always predicting the mean
 
 
-class LongRange(SequenceTask):
+class LongRange(LongRangeNet, SequenceTask):
     """encoder -> a linear head read at the end of the sequence.
 
     ``problem="adding"``: the encoder reads the two features of each step directly, the head
@@ -28,10 +27,9 @@ class LongRange(SequenceTask):
     classifies which symbol to recall; the loss is their cross-entropy, ``<stage>/acc`` the
     share of recalled symbols right, ``<stage>/chance_acc`` = 1 / ``num_symbols``.
 
-    The main metric is ``val/loss`` (the MSE for adding) for both.
+    The main metric is ``val/loss`` (the MSE for adding) for both. The layers, forward and
+    per-sample loss live in :class:`seqmodels.nets.LongRangeNet`; this adds training.
     """
-
-    data_kind = "long_range"
 
     def __init__(
         self,
@@ -42,19 +40,9 @@ class LongRange(SequenceTask):
         optimizer: dict[str, Any],
         scheduler: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__()
+        # SequenceTask's set-up, then the layers
+        super().__init__(problem, num_symbols, copy_length, model)
         self.save_hyperparameters(logger=False)
-        self.problem, self.num_symbols, self.copy_length = problem, num_symbols, copy_length
-        if problem == "copy":  # tokens: blank, the symbols, the delimiter
-            # The blank (id 0) is a fixed zero input: it marks "no symbol here", and every
-            # recorded copy result was measured with it so.
-            self.embedding: nn.Module = build_embedding(model, num_symbols + 2, padding_idx=BLANK)
-            input_size = self.embedding.embedding_dim
-        else:
-            self.embedding = nn.Identity()
-            input_size = ADDING_FEATURES
-        self.encoder = build_encoder(model, input_size)
-        self.head = nn.Linear(self.encoder.output_size, 1 if problem == "adding" else num_symbols)
         self.metrics = nn.ModuleDict(
             {
                 f"{stage}_{name}": MeanMetric()
@@ -62,22 +50,6 @@ class LongRange(SequenceTask):
                 for name in (("mse", "chance_mse") if problem == "adding" else ("acc",))
             }
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Adding: the predicted sums ``[B]``; copy: symbol logits ``[B, copy_length, symbols]``."""
-        return self.read_out(self.encoder(self.embedding(x)))
-
-    def read_out(self, states: torch.Tensor) -> torch.Tensor:
-        """The head over the encoder states ``[B, T, H]`` at the steps the problem is scored."""
-        if self.problem == "adding":
-            return self.head(states[:, -1]).squeeze(-1)
-        return self.head(states[:, -self.copy_length :])
-
-    def per_sample_loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``[B]``: squared error (adding), mean cross-entropy over the recalled symbols (copy)."""
-        if self.problem == "adding":
-            return (output - y) ** 2
-        return F.cross_entropy(output.transpose(1, 2), y - 1, reduction="none").mean(1)
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
         x, y = batch

@@ -1,0 +1,95 @@
+"""The slot tagger's network: words in, tag scores and intent logits out (no training stack)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqmodels.data.vocab import UNK
+from seqmodels.models.word_embedding import build_word_embedding
+from seqmodels.nets.parts import build_encoder
+from seqmodels.tasks.slot_inputs import IntentToSlot, StateAttention, WordInputs, build_decoder
+
+
+class SlotTaggerNet(nn.Module):
+    """embedding -> encoder -> linear over tags; max-pooled states -> linear over intents.
+
+    Options (see :mod:`seqmodels.tasks.slot_inputs`): ``decoder="crf"`` puts a linear-chain CRF
+    on the tag scores (BIO-constrained Viterbi); ``model.char_features`` adds a char CNN/Bi-LSTM
+    vector to each word; ``model.word_dropout`` replaces training words by ``<unk>``;
+    ``model.intent_to_slot`` feeds the pooled intent representation to the tag head;
+    ``model.self_attention=<heads>`` adds self-attention over the encoder states.
+
+    Built from the plain hyperparameters a checkpoint stores; :class:`seqmodels.tasks.SlotTagger`
+    is this network plus training, so both have the same parameter names.
+    """
+
+    data_kind = "slot_filling"  # the data it reads (what scripts check a checkpoint against)
+
+    def __init__(
+        self, vocabs: dict[str, list[str]], model: dict[str, Any], decoder: str = "softmax"
+    ) -> None:
+        # In a task module, super() is its LightningModule: the layers come after its set-up.
+        super().__init__()
+        self.tag_names = list(vocabs["tags"])
+        self.embedding = build_word_embedding(model, vocabs)  # model.word_vectors or random
+        self.words_in = WordInputs(model, vocabs, self.embedding.embedding_dim)
+        self.encoder = build_encoder(model, self.words_in.output_size)
+        self.dropout = nn.Dropout(model.get("dropout", 0.0))
+        self.attend = StateAttention(model, self.encoder.output_size)
+        self.intent_head = nn.Linear(self.encoder.output_size, len(vocabs["intents"]))
+        self.intent_to_slot = IntentToSlot(model, self.encoder.output_size)
+        self.tag_head = nn.Linear(self.intent_to_slot.output_size, len(vocabs["tags"]))
+        self.crf = build_decoder(decoder, self.tag_names)
+        # Never predict padding or UNK (train has neither), so unseen gold labels count as errors.
+        blocked = torch.zeros(len(self.tag_names), dtype=torch.bool)
+        blocked[[self.tag_names.index(t) for t in ("<pad>", UNK) if t in self.tag_names]] = True
+        self.register_buffer("blocked_tags", blocked, persistent=False)
+        blocked_intents = torch.tensor([name == UNK for name in vocabs["intents"]])
+        self.register_buffer("blocked_intents", blocked_intents, persistent=False)
+
+    def forward(
+        self, words: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Tag scores ``[B, T, tags]`` and intent logits ``[B, intents]``."""
+        inputs = self.words_in(self.embedding(self.words_in.drop_words(words)), chars)
+        states = self.encoder(self.dropout(inputs), lengths)
+        return self.heads(self.dropout(states), words != 0)
+
+    def heads(self, states: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder states ``[B, T, H]`` -> tag scores and intent logits, as :meth:`forward`
+        applies them (self-attention, the intent's max-pool over the real tokens ``real
+        [B, T]``, intent-to-slot); the gradient-flow measurement goes through this too."""
+        states = self.attend(states, real)
+        pooled = states.masked_fill(~real.unsqueeze(-1), float("-inf")).amax(dim=1)
+        return self.tag_head(self.intent_to_slot(states, pooled)), self.intent_head(pooled)
+
+    def predict_tags(
+        self, tag_scores: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Best tag ids ``[B, T]``: per-token argmax, or the CRF's allowed Viterbi path over
+        the real tokens ``mask [B, T]`` (``None``: every position is a real token)."""
+        if self.crf is None:
+            return tag_scores.masked_fill(self.blocked_tags, float("-inf")).argmax(-1)
+        if mask is None:
+            mask = torch.ones(tag_scores.shape[:2], dtype=torch.bool, device=tag_scores.device)
+        return self.crf.decode(tag_scores, mask, self.blocked_tags)
+
+    def tag_probabilities(self, tag_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, T, tags]``: the softmax over the allowed tags, or the CRF's marginals."""
+        if self.crf is None:
+            return tag_scores.masked_fill(self.blocked_tags, float("-inf")).float().softmax(-1)
+        return self.crf.marginals(tag_scores, mask, self.blocked_tags)
+
+    def predict_intents(self, intent_logits: torch.Tensor) -> torch.Tensor:
+        return intent_logits.masked_fill(self.blocked_intents, float("-inf")).argmax(-1)
+
+    def intent_probabilities(self, intent_logits: torch.Tensor) -> torch.Tensor:
+        """``[B, intents]``: the softmax over the allowed intents."""
+        return intent_logits.masked_fill(self.blocked_intents, float("-inf")).float().softmax(-1)
+
+    def decode(self, tag_ids: torch.Tensor, lengths: torch.Tensor) -> list[list[str]]:
+        rows = tag_ids.tolist()
+        return [[self.tag_names[i] for i in row[:n]] for row, n in zip(rows, lengths.tolist())]
