@@ -81,7 +81,11 @@ def test_training_carries_the_state_and_resets_it_each_epoch() -> None:
 def test_streaming_validation_equals_one_pass_over_the_held_out_text(tmp_path: Path) -> None:
     """With one stream, val/loss is the loss of reading the whole held-out text in one call."""
     data = CharLMDataModule(
-        path=str(_text(tmp_path)), block_size=16, eval_streams=1, eval_window=32
+        path=str(_text(tmp_path)),
+        block_size=16,
+        eval_streams=1,
+        eval_window=32,
+        cache_dir=str(tmp_path / "tokens"),
     )
     data.setup()
     torch.manual_seed(0)
@@ -89,7 +93,8 @@ def test_streaming_validation_equals_one_pass_over_the_held_out_text(tmp_path: P
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
     results = {k: v for part in trainer.validate(module, datamodule=data) for k, v in part.items()}
     with torch.no_grad():
-        ids = data.val_ids.unsqueeze(0)
+        val = data.parts["val"]
+        ids = val.read(0, len(val)).unsqueeze(0)
         logits, _ = module.eval()(ids[:, :-1])
         whole = F.cross_entropy(logits[0], ids[0, 1:]).item()
         windows = ids[0, : (ids.size(1) - 1) // 32 * 32 + 1]

@@ -1,19 +1,29 @@
-"""DataModule for character-level language modelling on one UTF-8 text file."""
+"""DataModule for character- (or byte-) level language modelling on texts of any size."""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from seqmodels.data.corpora import DEFAULT, LAYOUTS, PARTS, PREPARE, Layout
 from seqmodels.data.download import DatasetError, ensure_dataset
 from seqmodels.data.resumable import ResumableDataLoader
 from seqmodels.data.sampling import eval_sampler, split_loader
 from seqmodels.data.streams import Streams
-from seqmodels.data.text_files import read_text
+from seqmodels.data.token_file import (
+    TokenFile,
+    TokenSpan,
+    byte_vocab,
+    check_unit,
+    encode_file,
+    open_bytes,
+    scan_vocab,
+)
 from seqmodels.data.vocab import Vocab
 from seqmodels.errors import ConfigError
 
@@ -23,21 +33,34 @@ log = logging.getLogger(__name__)
 class Windows(Dataset):
     """Non-overlapping windows: item ``i`` is ``(x, y)`` with ``y`` the next character of ``x``."""
 
-    def __init__(self, ids: torch.Tensor, block_size: int) -> None:
-        self.ids, self.block_size = ids, block_size
-        self.count = (len(ids) - 1) // block_size
+    def __init__(self, ids: TokenSpan | torch.Tensor, block_size: int) -> None:
+        self.ids, self.block_size = TokenSpan.of(ids), block_size
+        self.count = (len(self.ids) - 1) // block_size
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         start = i * self.block_size
-        chunk = self.ids[start : start + self.block_size + 1]
+        chunk = self.ids.read(start, start + self.block_size + 1)
         return chunk[:-1], chunk[1:]
 
 
 class CharLMDataModule(L.LightningDataModule):
-    """The first ``1 - val_fraction`` of the text trains, the rest validates (nanoGPT's split).
+    """Train, validation and test text read from token files, a slice at a time.
+
+    The text is encoded once into a token file (:mod:`seqmodels.data.token_file`, cached in
+    ``cache_dir``, default ``<data_dir>/tokens``); every loader reads the slices it needs from
+    it, so nothing proportional to the corpus stays in memory and DDP processes share one file.
+    ``unit="byte"`` models the file's bytes (any file; the 256 byte values are the vocabulary),
+    ``"char"`` its characters (UTF-8; the vocabulary is every character of the corpus, or
+    ``vocab`` as saved in a checkpoint).
+
+    The parts: a registered corpus with a canonical split uses it, with a real test part
+    (enwik8, text8, ptb_char: :mod:`seqmodels.data.corpora`); any other text trains on its
+    first ``1 - val_fraction`` and validates on the rest (nanoGPT's split), and ``test``
+    evaluates that same held-out tail. ``reverse=True`` reads each part backwards (last
+    character first) for a backward LM; the parts hold the same characters as without it.
 
     Training (``stateful=True``, the default) reads ``batch_size`` contiguous streams window by
     window, in order, so the model carries its state across batches (truncated BPTT, see
@@ -45,8 +68,7 @@ class CharLMDataModule(L.LightningDataModule):
     order. Evaluation has two loaders: ``eval_streams`` contiguous streams over the held-out
     text (every character predicted once, with carried state: ``val/loss``), and independent
     windows of ``eval_window`` characters (``val/loss_windowed``, nanoGPT's protocol; ``null``
-    skips it). There is no separate test split: ``test`` evaluates the same held-out tail.
-    The vocabulary is every character of the file (or ``vocab`` as saved in a checkpoint).
+    skips it).
     """
 
     kind = "text"
@@ -66,6 +88,9 @@ class CharLMDataModule(L.LightningDataModule):
         stateful: bool = True,
         eval_streams: int = 16,
         eval_window: int | None = 256,
+        reverse: bool = False,
+        unit: str = "char",
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         if eval_streams < 1:
@@ -78,6 +103,11 @@ class CharLMDataModule(L.LightningDataModule):
             raise ConfigError("data.batch_size and data.eval_batch_size must be >= 1")
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"data.val_fraction must be in (0, 1), got {val_fraction}")
+        if not isinstance(reverse, bool):
+            raise ConfigError(f"data.reverse must be true or false, got {reverse!r}")
+        self.unit = check_unit(unit)
+        if vocab and unit == "byte" and list(vocab) != byte_vocab():
+            raise ConfigError("data.unit=byte, but the vocabulary given is not the 256 bytes")
         self.name, self.path, self.data_dir, self.download = name, path, data_dir, download
         self.block_size, self.batch_size, self.eval_batch_size = (
             block_size,
@@ -86,53 +116,126 @@ class CharLMDataModule(L.LightningDataModule):
         )
         self.val_fraction, self.num_workers = val_fraction, num_workers
         self.stateful, self.eval_streams, self.eval_window = stateful, eval_streams, eval_window
+        self.reverse = reverse
+        self.cache_dir = cache_dir
         self.vocab = Vocab(vocab, unk=None) if vocab else None
-        self.train_ids: torch.Tensor | None = None
-        self.val_ids: torch.Tensor | None = None
+        self.parts: dict[str, TokenSpan] = {}
+
+    @property
+    def symbols(self) -> str:
+        return "bytes" if self.unit == "byte" else "characters"
+
+    @property
+    def layout(self) -> Layout:
+        if self.path is not None:
+            return Layout({"text": Path(self.path).expanduser().name})
+        return LAYOUTS.get(self.name, DEFAULT)
+
+    @property
+    def root(self) -> Path:
+        if self.path is not None:
+            return Path(self.path).expanduser().parent
+        return Path(self.data_dir).expanduser() / self.name
 
     @property
     def file(self) -> Path:
-        if self.path is not None:
-            return Path(self.path).expanduser()
-        return Path(self.data_dir).expanduser() / self.name / "input.txt"
+        """The corpus's one text (its training file where each part has a file)."""
+        files = self.layout.files
+        return self.root / files.get("text", files.get("train", ""))
+
+    @property
+    def tokens_dir(self) -> Path:
+        """Where token files go: ``cache_dir``, else ``<data_dir>/tokens`` (or, where
+        that folder cannot be written, ``~/.cache/seqmodels/tokens``)."""
+        if self.cache_dir is not None:
+            return Path(self.cache_dir).expanduser()
+        data_dir = Path(self.data_dir).expanduser()
+        if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
+            return Path("~/.cache/seqmodels/tokens").expanduser()
+        return data_dir / "tokens"
 
     def prepare_data(self) -> None:
+        """Download (registered corpora) and encode once; under DDP one process per node."""
+        if self.path is None and self.name == "text_file":
+            raise ConfigError("data=text_file needs data.path=<a text file>")
         if self.path is None:
-            ensure_dataset(self.name, self.data_dir, download=self.download)
+            root = ensure_dataset(self.name, self.data_dir, download=self.download)
+            if self.name in PREPARE:
+                PREPARE[self.name](root)
+        self.token_files()
+
+    def token_files(self) -> dict[str, TokenFile]:
+        """The corpus's files as token files (encoded now where not yet cached)."""
+        files = {}
+        for key, name in self.layout.files.items():
+            path = self.root / name
+            if not path.is_file():
+                hint = (
+                    "set data.path= to a UTF-8 text file (data.unit=byte: any file), or "
+                    "SEQMODELS_DATA_DIR (paths.data_dir=) "
+                    f"to a folder holding {self.name}/{name}"
+                )
+                what = "does not exist" if not path.exists() else "is not a file"
+                raise DatasetError(f"{path} {what}; {hint}")
+            files[key] = path
+        if self.unit == "byte":
+            return {key: open_bytes(path) for key, path in files.items()}
+        if self.vocab is None:
+            symbols = set()
+            for path in files.values():
+                symbols.update(scan_vocab(path, self.tokens_dir))
+            self.vocab = Vocab(sorted(symbols), unk=None)
+        return {k: encode_file(p, self.vocab.itos, self.tokens_dir) for k, p in files.items()}
 
     def setup(self, stage: str | None = None) -> None:
-        if self.train_ids is not None:
+        if self.parts:
             return
-        text = read_text(
-            self.file,
-            hint="set data.path= to a UTF-8 text file, or SEQMODELS_DATA_DIR (paths.data_dir=) "
-            f"to a folder holding {self.name}/input.txt",
-        )
-        if self.vocab is None:
-            self.vocab = Vocab(sorted(set(text)), unk=None)
-        unknown = sorted(set(text) - set(self.vocab.itos))
-        if unknown:
-            raise DatasetError(f"{self.file} has characters outside the vocabulary: {unknown}")
-        ids = torch.tensor(self.vocab.encode(text), dtype=torch.long)
-        split = int(len(ids) * (1 - self.val_fraction))
-        self.train_ids, self.val_ids = ids[:split], ids[split:]
-        if self.eval_window is not None and self.eval_window >= len(self.val_ids):
+        files = self.token_files()
+        if self.vocab is None:  # bytes
+            self.vocab = Vocab(byte_vocab(), unk=None)
+        if "text" in files:
+            whole = TokenSpan(files["text"])
+            sizes = self.layout.sizes if self.path is None else None
+            if sizes is not None:
+                if len(whole) < sum(sizes):
+                    raise DatasetError(
+                        f"{self.file} has {len(whole)} {self.symbols}, fewer than the "
+                        f"{sum(sizes)} of {self.name}'s canonical split"
+                    )
+                ends = [sizes[0], sizes[0] + sizes[1], sum(sizes)]
+                bounds = zip([0, *ends[:2]], ends)
+                self.parts = {p: whole.part(a, b) for p, (a, b) in zip(PARTS, bounds)}
+            else:
+                split = int(len(whole) * (1 - self.val_fraction))
+                held_out = whole.part(split, len(whole))
+                self.parts = {"train": whole.part(0, split), "val": held_out, "test": held_out}
+        else:
+            self.parts = {part: TokenSpan(files[part]) for part in PARTS}
+        if self.reverse:  # each part read backwards: the same held-out characters either way
+            self.parts = {part: span.reversed() for part, span in self.parts.items()}
+        self._check_sizes()
+
+    def _check_sizes(self) -> None:
+        shortest = min(len(self.parts["val"]), len(self.parts["test"]))
+        if self.eval_window is not None and self.eval_window >= shortest:
             log.warning(
                 "data.eval_window=%d is longer than the held-out text (%d characters); "
                 "val/loss_windowed uses windows of %d",
                 self.eval_window,
-                len(self.val_ids),
-                len(self.val_ids) - 1,
+                shortest,
+                shortest - 1,
             )
-            self.eval_window = len(self.val_ids) - 1
+            self.eval_window = shortest - 1
         needs = {
             "train": (self.batch_size if self.stateful else 1) * self.block_size,
-            "validation": max(self.eval_streams, self.block_size),
+            "val": max(self.eval_streams, self.block_size),
+            "test": max(self.eval_streams, self.block_size),
         }
-        for part, part_ids in (("train", self.train_ids), ("validation", self.val_ids)):
-            if len(part_ids) <= needs[part]:
+        for part, span in self.parts.items():
+            if len(span) <= needs[part]:
+                name = {"val": "validation"}.get(part, part)
                 raise DatasetError(
-                    f"{self.file}: the {part} part has {len(part_ids)} characters, too few for "
+                    f"{self.file}: the {name} part has {len(span)} {self.symbols}, too few for "
                     f"data.block_size={self.block_size}, data.batch_size={self.batch_size}, "
                     f"data.eval_streams={self.eval_streams} and "
                     f"data.eval_window={self.eval_window}; use a longer file or smaller values"
@@ -145,19 +248,20 @@ class CharLMDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if not self.stateful:
-            windows = Windows(self.train_ids, self.block_size)
+            windows = Windows(self.parts["train"], self.block_size)
             return split_loader(windows, True, self.batch_size, self.num_workers)
         # Streams are read in order; each item is already a batch. Resumable mid-epoch.
-        streams = Streams(self.train_ids, self.batch_size, self.block_size)
+        streams = Streams(self.parts["train"], self.batch_size, self.block_size)
         return ResumableDataLoader(streams, batch_size=None)
 
-    def val_dataloader(self) -> list[DataLoader]:
+    def _eval_loaders(self, part: str) -> list[DataLoader]:
         """``[carried-state streams, independent windows]`` (the second only with eval_window)."""
+        span = self.parts[part]
         block = max(self.block_size, self.eval_window or 0)
-        streams = Streams(self.val_ids, self.eval_streams, block, exact=True)
+        streams = Streams(span, self.eval_streams, block, exact=True)
         loaders = [DataLoader(streams, batch_size=None)]
         if self.eval_window is not None:
-            windows = Windows(self.val_ids, self.eval_window)
+            windows = Windows(span, self.eval_window)
             loaders.append(
                 DataLoader(
                     windows,
@@ -168,5 +272,9 @@ class CharLMDataModule(L.LightningDataModule):
             )
         return loaders
 
+    def val_dataloader(self) -> list[DataLoader]:
+        return self._eval_loaders("val")
+
     def test_dataloader(self) -> list[DataLoader]:
-        return self.val_dataloader()
+        """The test part (the validation part where the corpus has no separate test text)."""
+        return self._eval_loaders("test")

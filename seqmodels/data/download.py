@@ -1,17 +1,27 @@
-"""Pinned dataset files: verify a local cache, download what is missing, atomically."""
+"""Pinned dataset files: verify a local cache, download what is missing, atomically.
+
+An entry may be an archive (zip or tar): its ``members`` are extracted beside it with the
+standard library, each through a temporary file renamed when complete.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
+import shutil
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from seqmodels.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DATASETS", "DatasetError", "RemoteFile", "download_file", "ensure_dataset"]
 
@@ -22,11 +32,31 @@ _CHAR_RNN_COMMIT = "6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e"
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One file of a dataset: where it lives under the dataset folder, its URL and sha256."""
+    """One file of a dataset: where it lives under the dataset folder, its URL and checksum.
+
+    ``sha256`` where one is published; otherwise ``md5`` or just ``size`` (bytes), whichever
+    the source publishes (docs/corpora.md says where each came from). An archive lists the
+    ``members`` to extract as ``(name in the archive, path under the dataset folder)``.
+    """
 
     path: str
     url: str
-    sha256: str
+    sha256: str | None = None
+    md5: str | None = None
+    size: int | None = None
+    members: tuple[tuple[str, str], ...] = ()
+
+    def expected(self) -> str:
+        """The published checksum, as messages show it."""
+        if self.sha256:
+            return f"sha256 {self.sha256}"
+        if self.md5:
+            return f"md5 {self.md5}"
+        return f"size {self.size} bytes (no published checksum)"
+
+    def published(self) -> str:
+        """The published value alone (``has sha256 <actual>, expected <this>``)."""
+        return self.sha256 or self.md5 or f"{self.size} bytes"
 
 
 def _slu(name: str, hashes: dict[str, str]) -> list[RemoteFile]:
@@ -70,15 +100,61 @@ DATASETS: dict[str, list[RemoteFile]] = {
             "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
         )
     ],
+    # The char-LM benchmarks; where each checksum is published: docs/corpora.md.
+    "enwik8": [
+        RemoteFile(
+            "enwik8.zip",
+            "http://mattmahoney.net/dc/enwik8.zip",
+            sha256="547994d9980ebed1288380d652999f38a14fe291a6247c157c3d33d4932534bc",
+            size=36445475,
+            members=(("enwik8", "enwik8"),),
+        )
+    ],
+    "text8": [
+        RemoteFile(
+            "text8.zip",
+            "http://mattmahoney.net/dc/text8.zip",
+            size=31344016,  # no checksum is published for text8.zip, only its size
+            members=(("text8", "text8"),),
+        )
+    ],
+    "ptb_char": [
+        RemoteFile(
+            "simple-examples.tgz",
+            "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz",
+            md5="30177ea32e27c525793142b6bf2c8e2d",  # only an MD5 is published
+            members=tuple(
+                (f"./simple-examples/data/ptb.char.{split}.txt", f"ptb.char.{split}.txt")
+                for split in ("train", "valid", "test")
+            ),
+        )
+    ],
 }
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+    return digests_of(path)["sha256"]
+
+
+def digests_of(path: Path) -> dict[str, str]:
+    """The file's sha256 and md5, read once."""
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            sha.update(block)
+            md5.update(block)
+    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def mismatch(remote: RemoteFile, digests: dict[str, str], size: int) -> str | None:
+    """What differs from the published checksum (``"sha256 <actual>"``), or None."""
+    if remote.sha256 and digests["sha256"] != remote.sha256:
+        return f"sha256 {digests['sha256']}"
+    if remote.md5 and digests["md5"] != remote.md5:
+        return f"md5 {digests['md5']}"
+    if remote.size is not None and size != remote.size:
+        return f"size {size} bytes"
+    return None
 
 
 def current_umask() -> int:
@@ -88,29 +164,48 @@ def current_umask() -> int:
     return mask
 
 
-def download_file(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``dest`` via a temporary file in the same folder.
-
-    The file only appears at ``dest`` once its sha256 matches, so the cache never holds
-    a partial or wrong file.
-    """
+def _temporary(dest: Path, what: str) -> tuple[int, Path]:
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as err:
         raise DatasetError(
-            f"cannot write the download of {url} into {dest.parent} ({err}); point "
-            "SEQMODELS_DATA_DIR (or paths.data_dir=) at a writable folder"
+            f"cannot write {what} into {dest.parent} ({err}); point SEQMODELS_DATA_DIR (or "
+            "paths.data_dir=) at a writable folder"
         ) from err
-    tmp = Path(tmp_name)
+    return fd, Path(tmp_name)
+
+
+def _publish(tmp: Path, dest: Path) -> None:
+    # mkstemp makes the file 0600; a cache may be shared, so give it the mode any new file
+    # gets here (0666 less the umask), as curl or wget would.
+    os.chmod(tmp, 0o666 & ~current_umask())
+    os.replace(tmp, dest)
+
+
+def download_file(
+    url: str,
+    dest: Path,
+    sha256: str | None,
+    timeout: float = 30.0,
+    md5: str | None = None,
+    size: int | None = None,
+) -> Path:
+    """Download ``url`` to ``dest`` via a temporary file in the same folder.
+
+    The file only appears at ``dest`` once its checksum matches, so the cache never holds
+    a partial or wrong file.
+    """
+    remote = RemoteFile(dest.name, url, sha256, md5, size)
+    fd, tmp = _temporary(dest, f"the download of {url}")
     try:
-        digest = hashlib.sha256()
+        sha, digest_md5, received = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
         with os.fdopen(fd, "wb") as out:
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
-                    received = 0
                     for block in iter(lambda: response.read(1 << 16), b""):
-                        digest.update(block)
+                        sha.update(block)
+                        digest_md5.update(block)
                         out.write(block)
                         received += len(block)
                     if response.length:  # bytes the server announced but never sent
@@ -120,46 +215,79 @@ def download_file(url: str, dest: Path, sha256: str, timeout: float = 30.0) -> P
                         )
             except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
                 raise DatasetError(
-                    f"could not download {url} ({err}); expected sha256 {sha256}. "
+                    f"could not download {url} ({err}); expected {remote.expected()}. "
                     f"Without network, put the file at {dest} or point SEQMODELS_DATA_DIR "
                     "(or paths.data_dir=) at a folder that holds it."
                 ) from err
-        if digest.hexdigest() != sha256:
+        digests = {"sha256": sha.hexdigest(), "md5": digest_md5.hexdigest()}
+        if (wrong := mismatch(remote, digests, received)) is not None:
             raise DatasetError(
-                f"download of {url} has sha256 {digest.hexdigest()}, expected {sha256}; "
+                f"download of {url} has {wrong}, expected {remote.published()}; "
                 f"nothing was written to {dest}"
             )
-        # mkstemp makes the file 0600; a cache may be shared, so give it the mode any new file
-        # gets here (0666 less the umask), as curl or wget would.
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, dest)
+        if not sha256 and not md5:
+            log.warning("%s has no published checksum; only its size was checked", url)
+        _publish(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     return dest
 
 
+def extract_member(archive: Path, member: str, dest: Path) -> None:
+    """Copy ``member`` of a zip or tar ``archive`` to ``dest`` (streamed, then renamed)."""
+    fd, tmp = _temporary(dest, f"{member} of {archive.name}")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                if archive.suffix == ".zip":
+                    with zipfile.ZipFile(archive) as zf, zf.open(member) as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                else:
+                    with tarfile.open(archive) as tf:
+                        src = tf.extractfile(member)
+                        if src is None:
+                            raise KeyError(member)
+                        shutil.copyfileobj(src, out, 1 << 20)
+            except (KeyError, zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as err:
+                raise DatasetError(
+                    f"cannot extract {member} from {archive} ({type(err).__name__}: "
+                    f"{' '.join(str(err).split())}); "
+                    "delete the archive to download it again"
+                ) from err
+        _publish(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def ensure_dataset(name: str, data_dir: str | Path, download: bool = True) -> Path:
     """Return ``data_dir/name`` holding every pinned file of ``name``, downloading what is missing.
 
-    Files already present are checked against their sha256 and used without network.
+    Files already present are checked against their checksum and used without network; an
+    archive's members are extracted once (they are not checked again at every start).
     """
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     root = Path(data_dir).expanduser() / name
     for remote in DATASETS[name]:
         local = root / remote.path
+        members = [(m, root / out) for m, out in remote.members]
+        if members and all(out.is_file() for _, out in members):
+            continue
         if local.is_file():
-            actual = sha256_of(local)
-            if actual != remote.sha256:
+            wrong = mismatch(remote, digests_of(local), local.stat().st_size)
+            if wrong is not None:
                 raise DatasetError(
-                    f"{local} has sha256 {actual}, expected {remote.sha256} ({remote.url}); "
+                    f"{local} has {wrong}, expected {remote.published()} ({remote.url}); "
                     "delete it to download it again"
                 )
-            continue
-        if not download:
+        elif not download:
             raise DatasetError(
                 f"{local} is missing; download it from {remote.url} "
-                f"(sha256 {remote.sha256}) or set data.download=true"
+                f"({remote.expected()}) or set data.download=true"
             )
-        download_file(remote.url, local, remote.sha256)
+        else:
+            download_file(remote.url, local, remote.sha256, md5=remote.md5, size=remote.size)
+        for member, out in members:
+            if not out.is_file():
+                extract_member(local, member, out)
     return root

@@ -12,9 +12,12 @@ import itertools
 import warnings
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import IterableDataset
+
+from seqmodels.data.token_file import TokenSpan
 
 # Streams are read in the main process only (no workers), so Lightning's caution about the
 # length of an iterable dataset split over workers does not apply.
@@ -31,6 +34,9 @@ class Streams(IterableDataset):
     exactly once: streams differ in length by at most one, and targets past a stream's end are
     ``IGNORE`` (their inputs are padding whose state is never used).
 
+    ``ids`` is a :class:`~seqmodels.data.token_file.TokenSpan` (a token file on disk) or
+    a tensor; each item is read from it when asked for, so a stream costs nothing until then.
+
     Under DDP the streams are cut over the whole text and each process reads its own share
     (``rank``, ``world_size``; default: from ``torch.distributed``). It is an iterable
     dataset, read in order in the main process: Lightning then leaves it alone (a sampler it
@@ -39,7 +45,7 @@ class Streams(IterableDataset):
 
     def __init__(
         self,
-        ids: torch.Tensor,
+        ids: TokenSpan | torch.Tensor,
         num_streams: int,
         block_size: int,
         exact: bool = False,
@@ -50,23 +56,21 @@ class Streams(IterableDataset):
             distributed = dist.is_available() and dist.is_initialized()
             rank = dist.get_rank() if distributed else 0
             world_size = dist.get_world_size() if distributed else 1
+        self.ids = TokenSpan.of(ids)
         total = num_streams * world_size
-        targets = len(ids) - 1  # characters that have a predecessor
+        targets = len(self.ids) - 1  # characters that have a predecessor
         if targets < total:
             raise ValueError(f"{targets} characters cannot fill {total} streams")
         base, extra = divmod(targets, total)
         lengths = [base + (1 if exact and s < extra else 0) for s in range(total)]
         starts = [0, *itertools.accumulate(lengths)]
         mine = range(rank * num_streams, (rank + 1) * num_streams)
-        width = max(lengths[s] for s in mine)
-        self.x = torch.zeros(num_streams, width, dtype=torch.long)
-        self.y = torch.full((num_streams, width), IGNORE, dtype=torch.long)
-        for row, s in enumerate(mine):
-            piece = ids[starts[s] : starts[s] + lengths[s] + 1]
-            self.x[row, : lengths[s]] = piece[:-1]
-            self.y[row, : lengths[s]] = piece[1:]
+        self.starts = np.array([starts[s] for s in mine], dtype=np.int64)
+        self.lengths = np.array([lengths[s] for s in mine], dtype=np.int64)
+        width = int(self.lengths.max())
         self.block_size = block_size
         self.count = -(-width // block_size) if exact else width // block_size
+        self.width = width
 
     def __len__(self) -> int:
         return self.count
@@ -74,8 +78,12 @@ class Streams(IterableDataset):
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         if not 0 <= k < self.count:
             raise IndexError(k)
-        window = slice(k * self.block_size, (k + 1) * self.block_size)
-        return self.x[:, window], self.y[:, window]
+        offsets = np.arange(k * self.block_size, min((k + 1) * self.block_size, self.width))
+        valid = torch.from_numpy(offsets[None, :] < self.lengths[:, None])  # input o -> o + 1
+        ids = self.ids.rows(self.starts + offsets[0], len(offsets) + 1)
+        x = ids[:, :-1].masked_fill(~valid, 0)  # padding past a stream's end
+        y = ids[:, 1:].masked_fill(~valid, IGNORE)
+        return x, y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return (self[k] for k in range(self.count))

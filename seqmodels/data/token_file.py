@@ -1,0 +1,349 @@
+"""A text encoded once to a binary file of token ids, then read a slice at a time.
+
+The first use of a text scans its vocabulary and writes its ids (``uint8`` when the vocabulary
+has at most 256 symbols, else ``uint16``/``uint32``) to ``<cache_dir>/<stem>-<key>.<dtype>``,
+via a temporary file renamed when complete. The key covers the text's path, the unit and the
+vocabulary; a JSON file beside the ids records the text's size and modification time, so an
+edited text is encoded again and never read with stale ids. Both passes read the text in
+chunks with vectorised numpy code; nothing proportional to the text stays in memory.
+
+``unit="byte"`` needs no encoding at all: the 256 byte values are the vocabulary and the text
+file itself is the token file (any file, UTF-8 or not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from seqmodels.data.text_codec import UNITS, check_unit
+from seqmodels.errors import DatasetError
+
+__all__ = ["UNITS", "TokenFile", "TokenSpan", "check_unit", "encode_file", "open_bytes"]
+CHUNK = 1 << 23  # bytes of text per step (8 MiB: the arrays of a step stay small)
+PROGRESS_FROM = 1 << 26  # show a progress bar for texts of 64 MiB and more
+MAX_CODEPOINT = 0x110000
+
+
+def byte_vocab() -> list[str]:
+    """The byte vocabulary as plain strings: byte ``b`` is the symbol ``chr(b)`` (Latin-1)."""
+    return [chr(b) for b in range(256)]
+
+
+def dtype_for(vocab_size: int) -> np.dtype:
+    """The smallest unsigned integer type that holds every id of the vocabulary."""
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if vocab_size <= np.iinfo(dtype).max + 1:
+            return np.dtype(dtype)
+    raise DatasetError(f"a vocabulary of {vocab_size} symbols is too large")
+
+
+@dataclass
+class TokenFile:
+    """Ids on disk (``path``, ``dtype``, ``count`` ids) and the vocabulary they index."""
+
+    path: Path
+    dtype: np.dtype
+    count: int
+    vocab: list[str]
+
+    def array(self) -> np.ndarray:
+        """All ids as a read-only memory map (inspection; training reads through TokenSpan)."""
+        if self.count == 0:
+            return np.zeros(0, self.dtype)
+        return np.memmap(self.path, dtype=self.dtype, mode="r", shape=(self.count,))
+
+
+def _chunks(path: Path, desc: str, whole_chars: bool) -> Iterator[tuple[int, bytes]]:
+    """``(byte offset, chunk)`` over the file; ``whole_chars`` cuts only between UTF-8 chars."""
+    size = path.stat().st_size
+    bar = tqdm(
+        total=size,
+        unit="B",
+        unit_scale=True,
+        desc=desc,
+        disable=True if size < PROGRESS_FROM else None,
+    )
+    offset, carry = 0, b""
+    with open(path, "rb") as f, bar:
+        while block := f.read(CHUNK):
+            bar.update(len(block))
+            chunk, carry = carry + block, b""
+            if whole_chars and len(block) == CHUNK:
+                cut = len(chunk)  # back up over continuation bytes (10xxxxxx) to a lead byte
+                while cut > max(0, len(chunk) - 4) and chunk[cut - 1] & 0xC0 == 0x80:
+                    cut -= 1
+                if cut > 0 and chunk[cut - 1] >= 0xC0:  # a lead byte whose char is cut off
+                    cut -= 1
+                chunk, carry = chunk[:cut], chunk[cut:]
+            yield offset, chunk
+            offset += len(chunk)
+        if carry:
+            yield offset, carry
+
+
+def _pieces(chunk: bytes, size: int = 1 << 16) -> Iterator[tuple[int, bytes]]:
+    """``(offset, piece)`` of about ``size`` bytes, cut between characters.
+
+    Most text is ASCII with a few other characters: small pieces let the ASCII ones take the
+    fast path (``bytes.translate``) and only the others the numpy decoder.
+    """
+    start, end = 0, len(chunk)
+    while start < end:
+        stop = min(start + size, end)
+        while stop < end and chunk[stop] & 0xC0 == 0x80:  # a continuation byte: same character
+            stop += 1
+        yield start, chunk[start:stop]
+        start = stop
+
+
+def _codepoints(chunk: bytes, path: Path, offset: int) -> np.ndarray:
+    """The chunk's characters as code points (its bytes as they are when it is all ASCII).
+
+    UTF-8 is decoded with numpy: the ASCII bytes are their own code points, and each lead byte
+    of a multi-byte character takes its continuation bytes' payload. (``str.decode`` checks
+    validity only; converting a ``str`` to code points goes through UTF-32 and is 5x slower.)
+    """
+    raw = np.frombuffer(chunk, dtype=np.uint8)
+    if raw.size == 0 or raw.max() < 0x80:
+        return raw
+    try:
+        chunk.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            f"{path} is not UTF-8 text: invalid byte 0x{chunk[err.start]:02x} at byte offset "
+            f"{offset + err.start}; data.unit=byte reads any file"
+        ) from err
+    starts = (raw & 0xC0) != 0x80  # every byte but a continuation byte starts a character
+    cps = raw[starts].astype(np.uint32)
+    leads = np.flatnonzero(raw >= 0xC0)
+    lead = raw[leads].astype(np.uint32)
+    length = 2 + (lead >= 0xE0) + (lead >= 0xF0)  # bytes of the character
+    value = lead & (0x7F >> length)  # the lead's payload: 5, 4 or 3 bits
+    for k in (1, 2, 3):
+        more = length > k
+        follow = raw[np.minimum(leads + k, raw.size - 1)].astype(np.uint32) & 0x3F
+        value = np.where(more, (value << 6) | follow, value)
+    cps[cps >= 0xC0] = value  # the characters that start with a lead byte, in order
+    return cps
+
+
+def _stamp(path: Path) -> dict[str, int]:
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write_atomically(dest: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``dest``; rename it only when complete."""
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as err:
+        raise DatasetError(
+            f"cannot write token files into {dest.parent} ({err}); set data.cache_dir= to a "
+            "writable folder"
+        ) from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp_name, dest)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
+def scan_vocab(path: Path, cache_dir: Path) -> list[str]:
+    """Every character of the UTF-8 text at ``path``, sorted by code point (cached)."""
+    cached = cache_dir / f"{path.stem}-{_digest(str(path.resolve()), 'char')}.vocab.json"
+    stamp = _stamp(path)
+    saved = _read_json(cached)
+    if saved and saved.get("stamp") == stamp:
+        return list(saved["vocab"])
+    if stamp["size"] == 0:
+        raise DatasetError(f"{path} is empty")
+    seen = np.zeros(MAX_CODEPOINT, dtype=bool)
+    known = b""  # the ASCII characters seen so far
+    for offset, chunk in _chunks(path, f"vocabulary of {path.name}", whole_chars=True):
+        for at, piece in _pieces(chunk):
+            if piece.isascii():  # bytes.translate runs at memory speed; most pieces add nothing
+                if new := piece.translate(None, known):
+                    seen[np.frombuffer(new, dtype=np.uint8)] = True
+                    known = np.flatnonzero(seen[:128]).astype(np.uint8).tobytes()
+            else:
+                seen[_codepoints(piece, path, offset + at)] = True
+    vocab = [chr(c) for c in np.flatnonzero(seen).tolist()]
+    if all(ch.isspace() for ch in vocab):
+        raise DatasetError(f"{path} is only whitespace ({stamp['size']} bytes)")
+    text = json.dumps({"stamp": stamp, "vocab": vocab}, ensure_ascii=True).encode()
+    _write_atomically(cached, lambda f: f.write(text))
+    return vocab
+
+
+def encode_file(path: Path, vocab: Sequence[str], cache_dir: Path) -> TokenFile:
+    """The ids of the text at ``path`` under ``vocab``, encoded now unless already cached."""
+    vocab = list(vocab)
+    dtype = dtype_for(len(vocab))
+    key = _digest(str(path.resolve()), "char", vocab)
+    tokens = cache_dir / f"{path.stem}-{key}.{dtype.name}"
+    meta_path = tokens.with_name(tokens.name + ".json")
+    stamp = _stamp(path)
+    meta = _read_json(meta_path)
+    if (
+        meta
+        and meta.get("stamp") == stamp
+        and tokens.is_file()
+        and tokens.stat().st_size == meta["count"] * dtype.itemsize
+    ):
+        return TokenFile(tokens, dtype, meta["count"], vocab)
+
+    codes = np.array([ord(ch) for ch in vocab], dtype=np.int64)
+    lut = np.full(MAX_CODEPOINT, -1, dtype=np.int32)  # code point -> id (-1: not in vocab)
+    lut[codes] = np.arange(len(vocab), dtype=np.int32)
+    count = 0
+
+    # ASCII text into byte ids: bytes.translate maps a chunk at memory speed.
+    ascii_ids = bytes(max(int(i), 0) for i in lut[:256]) if dtype == np.uint8 else None
+    ascii_known = bytes(c for c in range(128) if lut[c] >= 0)
+
+    def write(f) -> None:
+        nonlocal count
+        for offset, chunk in _chunks(path, f"encoding {path.name}", whole_chars=True):
+            out = []
+            for at, piece in _pieces(chunk):
+                if ascii_ids is not None and piece.isascii():
+                    if piece.translate(None, ascii_known):
+                        _unknown_error(path, np.frombuffer(piece, dtype=np.uint8), lut, count)
+                    out.append(piece.translate(ascii_ids))
+                else:
+                    cps = _codepoints(piece, path, offset + at)
+                    ids = lut[cps]
+                    if ids.min() < 0:
+                        _unknown_error(path, cps, lut, count)
+                    out.append(ids.astype(dtype).tobytes())
+                count += len(out[-1]) // dtype.itemsize
+            f.write(b"".join(out))
+
+    _write_atomically(tokens, write)
+    meta_text = json.dumps({"source": str(path.resolve()), "stamp": stamp, "count": count}).encode()
+    _write_atomically(meta_path, lambda f: f.write(meta_text))
+    return TokenFile(tokens, dtype, count, vocab)
+
+
+def _unknown_error(path: Path, cps: np.ndarray, lut: np.ndarray, before: int) -> None:
+    unknown = lut[cps] < 0
+    chars = sorted({chr(c) for c in np.unique(cps[unknown]).tolist()})
+    raise DatasetError(
+        f"{path} has characters outside the vocabulary: {chars[:20]} (the first at character "
+        f"{before + int(np.argmax(unknown))})"
+    )
+
+
+def open_bytes(path: Path) -> TokenFile:
+    """Any file as byte tokens: the file is its own token file."""
+    size = path.stat().st_size
+    if size == 0:
+        raise DatasetError(f"{path} is empty")
+    return TokenFile(path.resolve(), np.dtype(np.uint8), size, byte_vocab())
+
+
+class TokenSpan:
+    """Tokens ``[start, stop)`` of a token file, read forwards or (``reverse``) backwards.
+
+    Each read copies just the ids it needs from the file (``os.pread``): the corpus is never
+    mapped, so the process's memory (RSS) stays flat however much of it an epoch has read, and
+    the operating system's page cache, shared by all processes, does the caching. A span over
+    an in-memory array (a tensor: tests, small texts) reads that instead. Pickling (DataLoader
+    workers) carries the file's name, not its ids.
+    """
+
+    def __init__(
+        self,
+        source: TokenFile | np.ndarray,
+        start: int = 0,
+        stop: int | None = None,
+        reverse: bool = False,
+    ) -> None:
+        self.source = source
+        total = source.count if isinstance(source, TokenFile) else len(source)
+        self.start, self.stop = start, total if stop is None else stop
+        self.reverse = reverse
+        self._fd: int | None = None
+
+    @classmethod
+    def of(cls, ids: TokenSpan | torch.Tensor | np.ndarray | Sequence[int]) -> TokenSpan:
+        """``ids`` as a span (a tensor or list stays in memory: tests, small texts)."""
+        if isinstance(ids, TokenSpan):
+            return ids
+        if isinstance(ids, torch.Tensor):
+            return cls(ids.detach().cpu().numpy())
+        return cls(np.asarray(ids))
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fd": None}  # reopened in the worker
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
+
+    def part(self, begin: int, end: int) -> TokenSpan:
+        """Tokens ``[begin, end)`` of this span, in its reading order."""
+        if self.reverse:
+            return TokenSpan(self.source, self.stop - end, self.stop - begin, reverse=True)
+        return TokenSpan(self.source, self.start + begin, self.start + end)
+
+    def reversed(self) -> TokenSpan:
+        return TokenSpan(self.source, self.start, self.stop, reverse=not self.reverse)
+
+    def _physical(self, begin: int, end: int) -> np.ndarray:
+        """Ids at file positions ``[begin, end)``."""
+        if not isinstance(self.source, TokenFile):
+            return self.source[begin:end]
+        if self._fd is None:
+            self._fd = os.open(self.source.path, os.O_RDONLY)
+        size = self.source.dtype.itemsize
+        raw = os.pread(self._fd, (end - begin) * size, begin * size)
+        return np.frombuffer(raw, dtype=self.source.dtype)
+
+    def _ids(self, begin: int, end: int) -> np.ndarray:
+        """Ids ``[begin, end)`` in reading order, cut to the span."""
+        begin, end = max(begin, 0), min(end, len(self))
+        if end <= begin:
+            return np.zeros(0, dtype=np.int64)
+        if self.reverse:
+            return self._physical(self.stop - end, self.stop - begin)[::-1]
+        return self._physical(self.start + begin, self.start + end)
+
+    def read(self, begin: int, end: int) -> torch.Tensor:
+        """Ids ``[begin, end)`` in reading order (ends past the span are cut), as int64."""
+        return torch.from_numpy(self._ids(begin, end).astype(np.int64))
+
+    def rows(self, starts: Sequence[int], length: int) -> torch.Tensor:
+        """``[len(starts), length]``: ids ``[s, s + length)`` for each start, 0 past the end."""
+        out = np.zeros((len(starts), length), dtype=np.int64)
+        for row, begin in enumerate(starts):
+            piece = self._ids(int(begin), int(begin) + length)
+            out[row, : len(piece)] = piece
+        return torch.from_numpy(out)
