@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.data.conll import check_conll_options
 from seqmodels.errors import ConfigError
-from seqmodels.models.encoders import CELLS
+from seqmodels.models.encoders import CELLS, OTHER_CELLS
 from seqmodels.tasks.char_lm import require_causal
 
 __all__ = ["ConfigError", "check_config"]
@@ -39,8 +39,9 @@ def number_in(option: str, value: Any, low: float, high: float, open_low: bool =
 
 def _check_model(model: DictConfig) -> None:
     cell = model.get("cell")
-    if cell not in CELLS:
-        raise ConfigError(f"model.cell must be one of {', '.join(CELLS)}, got {cell!r}")
+    if cell not in CELLS + OTHER_CELLS:
+        cells = ", ".join(CELLS + OTHER_CELLS)
+        raise ConfigError(f"model.cell must be one of {cells}, got {cell!r}")
     for option in ("hidden_size", "num_layers", "embedding_dim"):
         positive_int(f"model.{option}", model.get(option))
     number_in("model.dropout", model.get("dropout", 0.0), 0.0, 1.0)
@@ -57,7 +58,7 @@ def _check_data(data: DictConfig) -> None:
     if "val_fraction" in data:
         number_in("data.val_fraction", data.val_fraction, 0.0, 1.0, open_low=True)
     if str(data.get("_target_", "")).endswith("ConllDataModule"):
-        check_conll_options(data.get("path"), data.get("scheme", "BIO"))
+        check_conll_options(data.get("path"), data.get("scheme", "BIO"), data.get("encoding"))
 
 
 def _check_trainer(trainer: DictConfig) -> None:

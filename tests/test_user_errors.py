@@ -25,7 +25,7 @@ pytestmark = requires_data
 # .ckpt, {tmp} an empty folder.
 CASES: list[tuple[str, list[str], str]] = [
     # train.py: Hydra's own errors (composing the config) and the run's checks
-    ("train.py", ["model=foo"], "Available options in 'model': bilstm, gru"),
+    ("train.py", ["model=foo"], "Available options in 'model': bilstm, bimingru"),
     ("train.py", ["trainer.foo=1"], "trainer.foo=1: trainer has no option 'foo'"),
     ("train.py", ["foo=1"], "foo=1: the config has no option 'foo'"),
     ("train.py", ["model=[foo"], "cannot parse the override 'model=[foo'"),

@@ -61,12 +61,21 @@ class GateStatsLogger(L.Callback):
     ) -> None:
         if batch_idx or dataloader_idx or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        rnn = pl_module.encoder.rnn
-        if cell_kind(rnn) not in GATE_NAMES:
+        encoder = pl_module.encoder
+        replays_itself = hasattr(encoder, "unroll")  # minGRU/minLSTM (gates), Transformer (none)
+        has_gates = (
+            getattr(encoder, "has_gates", False)
+            if replays_itself
+            else cell_kind(encoder.rnn) in GATE_NAMES
+        )
+        if not has_gates:
             return
         with torch.no_grad():
             inputs, lengths, _ = task_problem(pl_module, first_rows(batch, self.max_batch))
-            replay = unroll(rnn, inputs, lengths)
+            if replays_itself:
+                replay = encoder.unroll(inputs, lengths)
+            else:
+                replay = unroll(encoder.rnn, inputs, lengths)
         steps = torch.arange(inputs.size(1), device=inputs.device)
         if lengths is None:
             mask = torch.ones(inputs.shape[:2], dtype=torch.bool, device=inputs.device)

@@ -41,7 +41,7 @@ class FlowCurve:
     """Mean gradient norms at distances ``0 .. K-1`` from the scored step."""
 
     inputs: Tensor
-    hidden: Tensor
+    hidden: Tensor | None  # None: the encoder has no recurrent state (the Transformer)
     cell: Tensor | None = None
 
     def as_dict(self) -> dict[str, list[float]]:
@@ -73,9 +73,12 @@ def gradient_flow(rnn: nn.Module, inputs: Tensor, lengths: Tensor | None, loss_o
         else torch.full((inputs.size(0),), inputs.size(1) - 1, device=inputs.device)
     )
     with torch.enable_grad():
-        replay = unroll(rnn, inputs, lengths, keep_gates=False)
+        if hasattr(rnn, "unroll"):  # an encoder that replays itself (minGRU/LSTM, Transformer)
+            replay = rnn.unroll(inputs, lengths, keep_gates=False)
+        else:
+            replay = unroll(rnn, inputs, lengths, keep_gates=False)
         top = (rnn.num_layers - 1, 0)
-        hs, cs = replay.states[top], replay.cells.get(top, [])
+        hs, cs = replay.states.get(top, []), replay.cells.get(top, [])
         loss = loss_of(replay.output).sum()  # per-sequence losses: each b's own gradient
         grads = torch.autograd.grad(loss, [inputs, *hs, *cs], allow_unused=True)
 
@@ -85,10 +88,10 @@ def gradient_flow(rnn: nn.Module, inputs: Tensor, lengths: Tensor | None, loss_o
         )
 
     d_inputs, T = grads[0], inputs.size(1)
-    d_h = stacked(grads[1 : 1 + T], hs)
+    d_h = stacked(grads[1 : 1 + T], hs) if hs else None
     curve = FlowCurve(
         inputs=by_distance(d_inputs.norm(dim=-1), last),
-        hidden=by_distance(d_h.norm(dim=-1), last),
+        hidden=by_distance(d_h.norm(dim=-1), last) if hs else None,
     )
     if cs:
         curve.cell = by_distance(stacked(grads[1 + T :], cs).norm(dim=-1), last)
@@ -190,7 +193,7 @@ class GradFlowLogger(L.Callback):
         for name, values in curve.as_dict().items():
             prefix = "grad_flow" if name == "inputs" else f"grad_flow/{name}"
             scalars |= {f"{prefix}/k={k}": values[k] for k in LOGGED_DISTANCES if k < len(values)}
-        cell = getattr(pl_module.encoder, "cell", type(pl_module.encoder.rnn).__name__)
+        cell = getattr(pl_module.encoder, "cell", None) or type(pl_module.encoder.rnn).__name__
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=step)
             if isinstance(logger, TensorBoardLogger):
@@ -206,7 +209,9 @@ class GradFlowLogger(L.Callback):
     def measure(self, pl_module: L.LightningModule, batch: Any) -> FlowCurve:
         """:func:`gradient_flow` of ``pl_module``'s encoder on the first sequences of ``batch``."""
         inputs, lengths, loss_of = task_problem(pl_module, first_rows(batch, self.max_batch))
-        return gradient_flow(pl_module.encoder.rnn, inputs, lengths, loss_of)
+        encoder = pl_module.encoder
+        replayed = encoder if hasattr(encoder, "unroll") else encoder.rnn
+        return gradient_flow(replayed, inputs, lengths, loss_of)
 
 
 def first_rows(batch: Any, n: int) -> Any:

@@ -13,6 +13,13 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 CELLS = ("rnn", "lstm", "gru", "hand_lstm")
+# The other encoder families and the ``model=`` keys each takes: minGRU/minLSTM
+# (seqmodels.models.min_rnn) and the Transformer (seqmodels.models.transformer).
+MIN_RNN_KEYS = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional")
+MIN_RNN_KEYS += ("layer_norm", "residual", "parallel")
+TRANSFORMER_KEYS = ("hidden_size", "num_layers", "dropout", "bidirectional", "num_heads")
+TRANSFORMER_KEYS += ("window", "mlp_ratio")
+OTHER_CELLS = ("mingru", "minlstm", "transformer")
 
 # The recurrent state a layer stack carries between calls: ``h`` for rnn/gru, ``(h, c)`` for
 # LSTMs; each ``[num_layers * directions, B, hidden]``, as the torch.nn modules take and return.
@@ -26,6 +33,18 @@ def cell_class(cell: str) -> type[nn.Module]:
 
         return HandLSTM
     return {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[cell]
+
+
+def other_encoder(model: dict, input_size: int) -> nn.Module:
+    """The minGRU/minLSTM or Transformer encoder a ``model=`` config (plain dict) describes."""
+    if model["cell"] == "transformer":
+        from seqmodels.models.transformer import TransformerEncoder
+
+        kwargs = {k: model[k] for k in TRANSFORMER_KEYS if k in model}
+        return TransformerEncoder(input_size=input_size, **kwargs)
+    from seqmodels.models.min_rnn import MinRNNEncoder
+
+    return MinRNNEncoder(input_size=input_size, **{k: model[k] for k in MIN_RNN_KEYS if k in model})
 
 
 @torch.no_grad()
