@@ -15,9 +15,11 @@ Lightning, TensorBoard's ``epoch`` scalar and the checkpoint names do: the best 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import re
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -258,6 +260,42 @@ def plot_tests(jobs: list[Job], keys: list[str], path: Path) -> None:
     fig.savefig(path)
 
 
+def per_type_f1(jobs: list[Job], keys: list[str]) -> list[str]:
+    """Markdown rows: each job's test F1 per span type (from its ``test_span_report.json``,
+    written by the slot tagger's test step), then the mean and standard deviation over jobs."""
+    reports = {}
+    for job in jobs:
+        path = job.path / "test_span_report.json"
+        if path.is_file():
+            reports[job.name] = json.loads(path.read_text(encoding="utf-8"))
+    if not reports:
+        return []
+    types = sorted({t for r in reports.values() for t in r["per_type"]})
+    header = ["job", *types, "micro avg"]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    columns: dict[str, list[float]] = {t: [] for t in [*types, "micro avg"]}
+    for job in jobs:
+        if job.name not in reports:
+            continue
+        scores = {**reports[job.name]["per_type"], "micro avg": reports[job.name]["micro"]}
+        cells = []
+        for kind in columns:
+            value = scores.get(kind, {}).get("f1")
+            if value is not None:
+                columns[kind].append(value)
+            cells.append(fmt(value, 2))
+        rows.append("| " + " | ".join([label(job, keys), *cells]) + " |")
+    if len(reports) > 1:
+        spread = [
+            f"{statistics.mean(v):.2f} ± {statistics.stdev(v) if len(v) > 1 else 0:.2f}"
+            if v
+            else "—"
+            for v in columns.values()
+        ]
+        rows.append("| " + " | ".join(["mean ± sd", *spread]) + " |")
+    return rows
+
+
 def optuna_summary(root: Path) -> list[str]:
     """The best parameters and value of an Optuna search, if ``root`` is one."""
     results = root / "optimization_results.yaml"
@@ -268,8 +306,11 @@ def optuna_summary(root: Path) -> list[str]:
     return [f"Optuna: best value {found.get('best_value')} with {params}", ""]
 
 
-def report(root: str | Path) -> Path:
-    """Write ``report.md`` and the PNGs into ``root``; return the report's path."""
+def report(root: str | Path, per_type: bool = False) -> Path:
+    """Write ``report.md`` and the PNGs into ``root``; return the report's path.
+
+    ``per_type``: also a table of each job's test F1 per span/entity type (slot filling).
+    """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise ReportError(f"{root} is not a folder")
@@ -288,6 +329,8 @@ def report(root: str | Path) -> Path:
         lines += ["", "Epochs count from 0, as in checkpoint names: epoch 3 is `epoch_003.ckpt`."]
         lines += ["", f"![{group[0].monitor} per epoch]({stem}_val.png)", ""]
         lines += [f"![{test_of(group[0].monitor)} per job]({stem}_test.png)", ""]
+        if per_type and (rows := per_type_f1(group, keys)):
+            lines += [f"### {task}: test F1 per type", "", *rows, ""]
     path = root / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
@@ -305,9 +348,14 @@ def main(argv: list[str] | None = None) -> None:
     """``python scripts/report.py <folder>``: prints the report and where it was written."""
     parser = OneLineParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", help="a multirun, Optuna search, or runs folder (or one run)")
+    parser.add_argument(
+        "--per-type",
+        action="store_true",
+        help="also tabulate each job's test F1 per span type (slot filling, NER)",
+    )
     args = parser.parse_args(argv)
     try:
-        path = report(args.folder)
+        path = report(args.folder, per_type=args.per_type)
     except UserError as err:
         parser.exit(1, f"error: {err}\n")
     print(path.read_text(encoding="utf-8"))

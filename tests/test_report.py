@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 from conftest import TINY, requires_data, run_script, run_train_cli
 from matplotlib.image import imread
+from tb_events import scalar_tags
 
 from seqmodels.evaluate import load_module
 from seqmodels.report import ReportError, curves_figure, find_jobs, main, report
@@ -96,3 +98,28 @@ def test_a_one_epoch_chart_has_whole_epoch_ticks(sweep: Path) -> None:
     ax = curves_figure(jobs, ["model.hidden_size"]).axes[0]
     low, high = ax.get_xlim()
     assert [float(t) for t in ax.get_xticks() if low <= t <= high] == [0.0]
+
+
+@requires_data
+def test_test_step_writes_per_type_scores_and_report_tabulates_them(sweep: Path) -> None:
+    """Each job's test step wrote test_span_report.{txt,json} and per-type scalars to
+    TensorBoard; ``--per-type`` tabulates each job's per-type F1 with a mean ± sd row."""
+    jobs = sorted(p for p in sweep.iterdir() if (p / "test_span_report.json").is_file())
+    assert len(jobs) == 2  # the failed job tested nothing
+    saved = json.loads((jobs[0] / "test_span_report.json").read_text())
+    assert saved["per_type"] and set(saved["errors"]["by_kind"]) >= {"missed", "spurious"}
+    assert "micro avg" in (jobs[0] / "test_span_report.txt").read_text()
+    tags = scalar_tags(jobs[0] / "tensorboard")
+    for kind, row in saved["per_type"].items():
+        assert tags[f"test/f1_per_type/{kind}"][-1] == pytest.approx(row["f1"], abs=1e-4)
+    main([str(sweep), "--per-type"])
+    text = (sweep / "report.md").read_text()
+    section = text.split("test F1 per type", 1)[1]
+    header = next(line for line in section.splitlines() if line.startswith("| job"))
+    columns = [c.strip() for c in header.strip("|").split(" | ")]
+    assert columns[-1] == "micro avg" and set(saved["per_type"]) <= set(columns)
+    table = rows(section)
+    assert len(table) == 3 and table[-1][0] == "mean ± sd"
+    micro = [float(row[-1]) for row in table[:2]]
+    assert micro[0] != micro[1] or micro[0] == 0.0
+    assert table[-1][-1].startswith(f"{sum(micro) / 2:.2f} ± ")

@@ -114,3 +114,36 @@ def read_conll(
     if not sentences:
         raise DatasetError(f"{path} holds no sentences (token lines)")
     return sentences
+
+
+def iob2_to_iobes(tags: list[str]) -> list[str]:
+    """IOB2 -> IOBES: a chunk's last ``I-x`` becomes ``E-x``, a one-token ``B-x`` ``S-x``."""
+    out = []
+    for i, tag in enumerate(tags):
+        following = tags[i + 1] if i + 1 < len(tags) else "O"
+        ends = not (following.startswith("I-") and following[2:] == tag[2:])
+        if tag.startswith("B-") and ends:
+            tag = "S-" + tag[2:]
+        elif tag.startswith("I-") and ends:
+            tag = "E-" + tag[2:]
+        out.append(tag)
+    return out
+
+
+def write_sentence_text(conll_path: str | Path, text_path: str | Path) -> int:
+    """The sentences of a CoNLL file as plain text, one per line, tokens joined by spaces (what
+    a char LM for ``model.char_lm_features`` trains on); returns the number of sentences."""
+    sentences = read_conll(conll_path)
+    Path(text_path).write_text(
+        "".join(" ".join(s.words) + "\n" for s in sentences), encoding="utf-8"
+    )
+    return len(sentences)
+
+
+if __name__ == "__main__":  # python -m seqmodels.data.conll_files train.conll train.txt
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m seqmodels.data.conll_files <file.conll> <out.txt>")
+    count = write_sentence_text(sys.argv[1], sys.argv[2])
+    print(f"wrote {count} sentences to {sys.argv[2]}")

@@ -2,7 +2,9 @@
 
 - :class:`WordInputs`: the word embedding, ``model.word_dropout`` (training words replaced by
   ``<unk>``, so the ``<unk>`` row learns what unseen test words need) and
-  ``model.char_features`` (a char CNN / Bi-LSTM vector concatenated to each embedding).
+  ``model.char_features`` (a char CNN / Bi-LSTM vector concatenated to each embedding) and
+  ``model.char_lm_features`` (forward/backward char-LM states per word, see
+  :mod:`seqmodels.models.char_lm_features`).
 - :class:`IntentToSlot`: ``model.intent_to_slot`` feeds the pooled utterance representation
   (what the intent head reads) to every token's tag scores, as slot-gated and
   Stack-Propagation models let the intent inform the slots.
@@ -22,13 +24,15 @@ from torch import nn
 from seqmodels.data.vocab import UNK
 from seqmodels.errors import ConfigError
 from seqmodels.models.char_features import build_char_features
+from seqmodels.models.char_lm_features import CharLMFeatures, resolve_char_lms
 from seqmodels.models.crf import CRF, allowed_transitions
 
 DECODERS = ("softmax", "crf")
 
 
 class WordInputs(nn.Module):
-    """Word dropout on ids before the embedding; char features concatenated after it."""
+    """Word dropout on ids before the embedding; char and char-LM features concatenated
+    after it."""
 
     def __init__(self, model: dict[str, Any], vocabs: dict[str, list[str]], embedding_dim: int):
         super().__init__()
@@ -53,7 +57,17 @@ class WordInputs(nn.Module):
                 )
             except ValueError as err:
                 raise ConfigError(str(err)) from err
-        extra = self.chars.output_size if self.chars is not None else 0
+        self.char_lms = None
+        if entries := model.get("char_lm_features"):
+            if "chars" not in vocabs:
+                raise ConfigError("model.char_lm_features needs a character vocabulary")
+            specs, nets = resolve_char_lms(list(entries))
+            # Recorded in place of the paths (these are the checkpoint's hyperparameters), so
+            # loading the tagger builds the LMs from plain values and never reads their files.
+            model["char_lm_features"] = specs
+            tune = bool(model.get("char_lm_features_tune", False))
+            self.char_lms = CharLMFeatures(specs, nets, list(vocabs["chars"]), tune)
+        extra = sum(m.output_size for m in (self.chars, self.char_lms) if m is not None)
         self.output_size = embedding_dim + extra
 
     def drop_words(self, words: torch.Tensor) -> torch.Tensor:
@@ -65,11 +79,12 @@ class WordInputs(nn.Module):
 
     def forward(self, vectors: torch.Tensor, chars: torch.Tensor | None = None) -> torch.Tensor:
         """Word vectors ``[B, T, E]`` (+ char ids ``[B, T, L]``) -> ``[B, T, output_size]``."""
-        if self.chars is None:
+        if self.chars is None and self.char_lms is None:
             return vectors
         if chars is None:
             raise ValueError("model.char_features is set, but the batch has no 'chars'")
-        return torch.cat([vectors, self.chars(chars)], dim=-1)
+        parts = [vectors] + [m(chars) for m in (self.chars, self.char_lms) if m is not None]
+        return torch.cat(parts, dim=-1)
 
 
 class IntentToSlot(nn.Module):

@@ -1,0 +1,39 @@
+"""experiment=ner on WNUT-17: composes, trains (tiny) with IOBES decoding, writes the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import DATA_DIR
+
+from seqmodels.errors import ConfigError
+from seqmodels.train import train
+
+requires_wnut = pytest.mark.skipif(
+    not (DATA_DIR / "wnut17" / "train.conll").is_file(),
+    reason=f"WNUT-17 not found in {DATA_DIR} (set SEQMODELS_DATA_DIR)",
+)
+
+
+@requires_wnut
+def test_ner_experiment_trains_iobes_on_wnut17(cfg_factory, tmp_path: Path, one_thread) -> None:
+    cfg = cfg_factory("experiment=ner", "data.encoding=IOBES", "logger=none")
+    assert cfg.data.files.train == "train.conll" and cfg.task.module.decoder == "crf"
+    metrics = train(cfg)
+    assert 0 <= metrics["test/f1"] <= 100
+    ckpt = next((tmp_path / "checkpoints").glob("epoch_*.ckpt"))
+    tags = torch.load(ckpt, weights_only=True)["hyper_parameters"]["vocabs"]["tags"]
+    assert {"S-person", "E-person", "B-person", "I-person"} <= set(tags)
+    report = json.loads((tmp_path / "test_span_report.json").read_text())
+    # IOBES gold spans are the BIO file's: 2 test batches of 256 sentences hold this many.
+    assert report["micro"]["support"] > 100 and report["micro"]["f1"] == pytest.approx(
+        metrics["test/f1"], abs=1e-3
+    )
+
+
+def test_unknown_encoding_is_refused(cfg_factory) -> None:
+    with pytest.raises(ConfigError, match="data.encoding must be null or IOBES"):
+        train(cfg_factory("experiment=ner", "data.encoding=BILOU", "logger=none"))
