@@ -159,6 +159,11 @@ class ExportableTagger(nn.Module):
                 f"export supports {EXPORTABLE}; this checkpoint's encoder is "
                 f"{type(net.encoder).__name__}"
             )
+        if getattr(net.words_in, "char_lms", None) is not None:
+            raise ConfigError(
+                "export does not support taggers with model.char_lm_features (their char LMs "
+                "read each sentence as text); serve such a tagger with scripts/tag.py"
+            )
         self.net = net.eval()
 
     def char_vectors(self, chars: torch.Tensor) -> torch.Tensor:

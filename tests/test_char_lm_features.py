@@ -15,6 +15,7 @@ from seqmodels.data.char_ids import encode_chars, pad_chars
 from seqmodels.data.vocab import Vocab
 from seqmodels.errors import ConfigError
 from seqmodels.evaluate import evaluate
+from seqmodels.export import export_checkpoint
 from seqmodels.models.char_lm_features import CharLMFeatures, resolve_char_lms
 from seqmodels.nets import load_net
 from seqmodels.tag import Tagger
@@ -125,6 +126,10 @@ def test_tagger_with_char_lm_features_needs_no_lm_file_after_training(
     net, checkpoint = load_net(ckpt, data_kind="slot_filling")
     result = Tagger(net, checkpoint["hyper_parameters"]["vocabs"])("John lives in Paris")
     assert len(result["tags"]) == 4
+    # Export refuses such a tagger in one line, and writes nothing.
+    with pytest.raises(ConfigError, match="model.char_lm_features"):
+        export_checkpoint(ckpt, tmp_path / "tagger.pt2")
+    assert not (tmp_path / "tagger.pt2").exists()
 
 
 def test_bad_char_lm_features_are_named(char_lms, tmp_path: Path) -> None:

@@ -62,3 +62,22 @@ def test_a_prompt_outside_the_vocabulary_means_no_samples(tmp_path: Path, one_th
     assert "no text samples: callbacks.text_samples.prompt has characters" in caplog.text
     assert "'€'" in caplog.text
     assert text_samples(tmp_path / "tensorboard") == [] and "test/bpc" in metrics
+
+
+@requires_data
+def test_samples_of_a_backward_byte_model_read_as_text(tmp_path: Path, one_thread) -> None:
+    """A backward byte-level LM draws the bytes *before* its prompt, last first: the sample
+    shown is UTF-8 text in reading order that ends with the prompt (like generate.py's)."""
+    train(
+        make_cfg(
+            tmp_path,
+            *CHAR_LM,
+            "data.unit=byte",
+            "data.reverse=true",
+            "trainer.max_epochs=1",
+            "callbacks.text_samples.prompt='KING é'",
+        )
+    )
+    ((_, text),) = text_samples(tmp_path / "tensorboard")
+    shown = "\n".join(line[4:] for line in text.split("\n"))
+    assert shown.endswith("KING é")  # the prompt, turned back round and decoded from bytes

@@ -8,6 +8,7 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from seqmodels.data.text_codec import TextCodec
 from seqmodels.errors import ConfigError
 from seqmodels.sampler import CharSampler, UnknownCharactersError, check_options
 
@@ -39,23 +40,27 @@ class TextSamples(L.Callback):
         self.prompt, self.length, self.temperature = prompt, length, temperature
         self.top_k, self.seed = top_k, seed
         self.active = False  # set in setup(): a char LM whose vocabulary has the prompt's chars
+        self.codec = TextCodec()  # set in setup() from the data: bytes or characters, direction
 
     def sample(self, pl_module: L.LightningModule) -> str:
         """The prompt and ``length`` characters the model draws after it."""
         sampler = CharSampler(pl_module, pl_module.vocab)
         generator = torch.Generator().manual_seed(self.seed)
+        prompt = self.codec.encode(self.prompt)  # bytes for a byte model; reversed if backward
         chars = sampler.sample(
-            self.prompt, self.length, self.temperature, self.top_k, generator=generator
+            prompt, self.length, self.temperature, self.top_k, generator=generator
         )
-        return self.prompt + "".join(chars)
+        return self.codec.decode(prompt + "".join(chars))
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Check the prompt once: a character the model cannot read means no samples, not a
         failed run (e.g. the default prompt "\\n" with a text file without line breaks)."""
         self.active = getattr(pl_module, "data_kind", None) == "text"
         if self.active:
+            data = getattr(trainer, "datamodule", None)
+            self.codec = TextCodec(getattr(data, "unit", "char"), getattr(data, "reverse", False))
             try:
-                CharSampler(pl_module, pl_module.vocab).encode(self.prompt)
+                CharSampler(pl_module, pl_module.vocab).encode(self.codec.encode(self.prompt))
             except UnknownCharactersError as err:
                 log.warning("no text samples: callbacks.text_samples.%s", err)
                 self.active = False
