@@ -28,4 +28,4 @@ def test_unknown_model_is_a_short_error_listing_options(tmp_path: Path) -> None:
     assert result.returncode == 1
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]  # one line
     assert line.startswith("error: ") and "Could not find 'model/foo'" in line
-    assert "Available options in 'model': bilstm, gru" in line  # the available options
+    assert "Available options in 'model': bilstm, bimingru" in line  # the available options

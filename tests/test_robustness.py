@@ -127,7 +127,7 @@ def test_bidirectional_char_lm_is_refused_before_reading_data(cfg_factory, tmp_p
         ("model.num_layers=1.5", "model.num_layers"),
         ("model.dropout=1.5", "model.dropout"),
         ("model.dropout=-0.1", "model.dropout"),
-        ("model.cell=transformer", "model.cell"),
+        ("model.cell=mamba", "model.cell"),
         ("trainer.max_epochs=-1", "trainer.max_epochs"),
         ("trainer.gradient_clip_val=-1", "trainer.gradient_clip_val"),
         ("data.batch_size=0", "data.batch_size"),

@@ -67,6 +67,7 @@ EXPERIMENTS = {
     "shakespeare_best": ("char_lm", "tinyshakespeare", "lstm"),
     "long_range_sweep": ("long_range", "adding", "lstm"),
     "long_range_copy": ("long_range", "copy", "lstm"),
+    "ner": ("slot_filling", "wnut17", "bilstm"),
 }
 
 
