@@ -47,6 +47,19 @@ def other_encoder(model: dict, input_size: int) -> nn.Module:
     return MinRNNEncoder(input_size=input_size, **{k: model[k] for k in MIN_RNN_KEYS if k in model})
 
 
+def check_stack(
+    cell: str, cells: tuple[str, ...], hidden_size: int, num_layers: int, dropout: float
+) -> None:
+    """The options every layer stack shares, each refused by its name."""
+    if cell not in cells:
+        raise ValueError(f"model.cell={cell!r} is not one of {', '.join(cells)}")
+    for option, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
+        if value < 1:
+            raise ValueError(f"model.{option} must be >= 1, got {value}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
+
+
 @torch.no_grad()
 def init_forget_bias(lstm: nn.Module, value: float) -> None:
     """Start every forget gate of ``lstm`` (nn.LSTM or HandLSTM) at bias ``value``.
@@ -83,13 +96,7 @@ class RNNEncoder(nn.Module):
         forget_bias: float | None = None,
     ) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise ValueError(f"model.cell={cell!r} is not one of {', '.join(CELLS)}")
-        for option, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if value < 1:
-                raise ValueError(f"model.{option} must be >= 1, got {value}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
+        check_stack(cell, CELLS, hidden_size, num_layers, dropout)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"model.nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         if forget_bias is not None and cell not in ("lstm", "hand_lstm"):

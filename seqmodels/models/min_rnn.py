@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from seqmodels.models.encoders import check_stack
 from seqmodels.models.gates import Unrolled, reverse_within
 from seqmodels.models.parallel_scan import g, log_g, parallel_scan, sequential_scan
 
@@ -90,13 +91,7 @@ class MinRNNEncoder(nn.Module):
         parallel: bool = True,
     ) -> None:
         super().__init__()
-        if cell not in MIN_CELLS:
-            raise ValueError(f"model.cell={cell!r} is not one of {', '.join(MIN_CELLS)}")
-        for option, value in (("hidden_size", hidden_size), ("num_layers", num_layers)):
-            if value < 1:
-                raise ValueError(f"model.{option} must be >= 1, got {value}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {dropout}")
+        check_stack(cell, MIN_CELLS, hidden_size, num_layers, dropout)
         directions = 2 if bidirectional else 1
         self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
         self.bidirectional, self.residual = bidirectional, residual
