@@ -15,6 +15,10 @@ after every copy so the UTF-8 decoder is exercised), then in a fresh process per
 The generated texts and token files are deleted at the end. The last line compares training
 steps per second of the largest corpus with the smallest (1.00 = unchanged).
 
+``--non-ascii MB`` (default 64; 0 skips) also times the vocabulary scan and the encoding of
+texts that are mostly not ASCII: Chinese (3,000 symbols, uint16 ids), Greek words and a mixed
+Latin/Greek/Cyrillic/Chinese line, each generated and repeated to that size.
+
     python scripts/bench_data.py --sizes 1MB,100MB
     python scripts/bench_data.py --sizes 1MB,100MB,1GB,5GB --dir /tmp/bench_data
 """
@@ -62,6 +66,40 @@ def generate(path: Path, size: int, base: bytes) -> None:
         rest = base[: size - written]
         f.write(rest[: rest.rfind(b"\n") + 1])
     tmp.replace(path)
+
+
+def non_ascii_texts(rows: int = 200_000) -> dict[str, str]:
+    """Samples of text that is mostly not ASCII, from a fixed seed."""
+    import random
+
+    rng = random.Random(0)
+    greek = [chr(c) for c in range(0x3B1, 0x3CA)]
+    return {
+        "Chinese": "".join(chr(0x4E00 + rng.randrange(3000)) for _ in range(rows)),
+        "Greek": " ".join("".join(rng.choices(greek, k=6)) for _ in range(rows // 7)),
+        "mixed": "The quick brown fox, naïve café. Ελληνικά и русский 中文.\n" * (rows // 60),
+    }
+
+
+def bench_non_ascii(scratch: Path, size: int) -> list[tuple[str, int, float, float]]:
+    """``(name, vocabulary size, scan MB/s, encoding MB/s)`` of each non-ASCII text."""
+    from seqmodels.data.token_file import encode_file, scan_vocab
+
+    results = []
+    for name, text in non_ascii_texts().items():
+        path, cache = scratch / f"{name}.txt", scratch / f"tokens_{name}"
+        data = text.encode()
+        path.write_bytes(data * max(1, size // len(data)))
+        mb = path.stat().st_size / 1e6
+        started = time.perf_counter()
+        vocab = scan_vocab(path, cache)
+        scanned = time.perf_counter()
+        encode_file(path, vocab, cache)
+        encoded = time.perf_counter()
+        results.append((name, len(vocab), mb / (scanned - started), mb / (encoded - scanned)))
+        path.unlink()
+        shutil.rmtree(cache, ignore_errors=True)
+    return results
 
 
 def peak_rss_mb() -> float:
@@ -165,6 +203,7 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument("--non-ascii", type=float, default=64, help="MB of each non-ASCII text")
     parser.add_argument("--child", choices=["first", "cached", "memory"], help=argparse.SUPPRESS)
     parser.add_argument("--text", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
@@ -209,6 +248,7 @@ def main() -> None:
             print(json.dumps(rows[-1]), flush=True)
             text.unlink(missing_ok=True)  # keep the disk free for the next size
             shutil.rmtree(cache, ignore_errors=True)
+        non_ascii = bench_non_ascii(scratch, int(args.non_ascii * 1e6)) if args.non_ascii else []
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -234,6 +274,11 @@ def main() -> None:
     )
     ratio = rows[-1]["steps_per_s"] / rows[0]["steps_per_s"]
     print(f"train steps/s, {rows[-1]['size']} / {rows[0]['size']}: {ratio:.2f}")
+    if non_ascii:
+        print(f"\n| text ({args.non_ascii:g} MB) | vocabulary | scan (MB/s) | encoding (MB/s) |")
+        print("|---|---|---|---|")
+        for name, vocab_size, scan, encode in non_ascii:
+            print(f"| {name} | {vocab_size} | {scan:.0f} | {encode:.0f} |")
 
 
 if __name__ == "__main__":
