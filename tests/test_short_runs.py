@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import requires_data
 
+from seqmodels.errors import ConfigError
 from seqmodels.train import train
 
 SHORT_RUNS = {
     "max_steps within the first epoch": ["trainer.max_steps=2"],
     "max_time": ["trainer.max_time=00:00:00:01", "trainer.max_epochs=1000"],
+    "CPU budget": ["callbacks.cpu_budget.seconds=1", "trainer.max_epochs=1000"],
     "fraction of the training batches": ["trainer.limit_train_batches=0.02"],
     "validation twice an epoch": ["trainer.val_check_interval=0.5", "trainer.max_epochs=2"],
     "no validation": ["trainer.limit_val_batches=0"],
@@ -38,6 +41,25 @@ def test_short_run_finishes_with_checkpoints_and_test_metrics(
         notes = [r.getMessage() for r in caplog.records if "validation is off" in r.getMessage()]
         assert len(notes) == 1 and "early stopping" in notes[0]
         assert list((tmp_path / "checkpoints").glob("epoch_*.ckpt"))  # the last epoch's
+
+
+@requires_data
+def test_a_cpu_budget_stops_training_once_the_process_has_used_it(
+    cfg_factory, one_thread, caplog
+) -> None:
+    from seqmodels.callbacks import CPUTimeBudget
+
+    cfg = cfg_factory("task=char_lm", "data.block_size=32", "trainer.max_epochs=1000")
+    cfg.callbacks.cpu_budget.seconds = 3
+    before = time.process_time()
+    with caplog.at_level(logging.INFO):
+        train(cfg)
+    used = time.process_time() - before
+    stops = [r.getMessage() for r in caplog.records if "CPU budget of 3 s used" in r.getMessage()]
+    assert len(stops) == 1, stops
+    assert 3 <= used < 60  # the budget, then the test of the best checkpoint
+    with pytest.raises(ConfigError, match="callbacks.cpu_budget.seconds must be positive"):
+        CPUTimeBudget(seconds=0)
 
 
 @requires_data

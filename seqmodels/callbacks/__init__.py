@@ -1,12 +1,14 @@
 """Callbacks Lightning does not ship."""
 
 from seqmodels.callbacks.checkpoint_extras import RNGState, SaveRunConfig
+from seqmodels.callbacks.cpu_budget import CPUTimeBudget
 from seqmodels.callbacks.gate_stats import GateStatsLogger
 from seqmodels.callbacks.grad_flow import GradFlowLogger
 from seqmodels.callbacks.grad_norm import GradNormLogger
 from seqmodels.callbacks.text_samples import TextSamples
 
 __all__ = [
+    "CPUTimeBudget",
     "GateStatsLogger",
     "GradFlowLogger",
     "GradNormLogger",
