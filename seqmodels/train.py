@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -88,22 +90,33 @@ def resume_file(cfg: DictConfig) -> str | None:
 
 
 def warn_if_resuming_elsewhere(cfg: DictConfig) -> None:
-    """Resuming into a new run folder starts a new TensorBoard run; say how to continue the old."""
+    """Resuming into a new run folder starts a new TensorBoard run: say how to continue the old.
+
+    Resuming into the same folder (``ckpt_path=last`` or a file in its ``checkpoints/``) finds
+    files there by design, so Lightning's "Checkpoint directory ... exists and is not empty"
+    is silenced for that folder only.
+    """
+    run_dir = Path(cfg.paths.output_dir).expanduser().resolve()
     ckpt_path = resume_file(cfg)
     if ckpt_path is None:
+        if cfg.get("ckpt_path") != "last":
+            return
+        folder = run_dir / "checkpoints"
+    else:
+        folder = Path(ckpt_path).expanduser().resolve().parent
+        if folder.name != "checkpoints":
+            return  # not in a run's checkpoints/ folder: no old run to point to
+    if folder.parent == run_dir:
+        not_empty = f"Checkpoint directory {re.escape(str(folder))} exists and is not empty"
+        warnings.filterwarnings("ignore", message=not_empty)
         return
-    folder = Path(ckpt_path).expanduser().resolve().parent
-    if folder.name != "checkpoints":
-        return  # not in a run's checkpoints/ folder: no old run to point to
-    run_dir = folder.parent
-    if run_dir != Path(cfg.paths.output_dir).expanduser().resolve():
-        log.warning(
-            "resuming from %s in a new run folder %s: TensorBoard shows a new run. To continue "
-            "the same run, pass hydra.run.dir=%s ckpt_path=last",
-            ckpt_path,
-            cfg.paths.output_dir,
-            run_dir,
-        )
+    log.warning(
+        "resuming from %s in a new run folder %s: TensorBoard shows a new run. To continue "
+        "the same run, pass hydra.run.dir=%s ckpt_path=last",
+        ckpt_path,
+        cfg.paths.output_dir,
+        folder.parent,
+    )
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

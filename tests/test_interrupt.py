@@ -168,3 +168,18 @@ def test_cli_sigterm_saves_a_checkpoint_and_exits_143(tmp_path: Path) -> None:
     assert checkpoint["global_step"] > 0
     log = (run / "train.log").read_text()
     assert "SIGTERM at step" in log and "resume with ckpt_path=" in log
+
+    # Resuming into the same run folder: no warning that its checkpoints/ is not empty.
+    resumed = subprocess.run(
+        [*proc.args, f"ckpt_path={run / 'checkpoints' / 'interrupted.ckpt'}", "test=false"]
+        + [f"trainer.max_steps={checkpoint['global_step'] + 2}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    printed = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0, printed[-3000:]
+    assert "Restored all states" in printed
+    assert "exists and is not empty" not in printed
