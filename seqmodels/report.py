@@ -92,8 +92,8 @@ def read_events(tb_dir: Path, job: Job) -> None:
                     continue
                 if tag == job.monitor:
                     job.curve.append((epochs[event.step], event.value))
-                elif tag.startswith("test/"):
-                    job.test[tag] = event.value
+                elif tag.startswith("test/") and "_per_type/" not in tag:
+                    job.test[tag] = event.value  # per type: a table of its own (--per-type)
     if times:
         job.wall_s = max(times) - min(times)
 

@@ -114,6 +114,8 @@ def test_test_step_writes_per_type_scores_and_report_tabulates_them(sweep: Path)
         assert tags[f"test/f1_per_type/{kind}"][-1] == pytest.approx(row["f1"], abs=1e-4)
     main([str(sweep), "--per-type"])
     text = (sweep / "report.md").read_text()
+    main_header = next(line for line in text.splitlines() if line.startswith("| job"))
+    assert "test/f1" in main_header and "_per_type/" not in main_header  # their own table
     section = text.split("test F1 per type", 1)[1]
     header = next(line for line in section.splitlines() if line.startswith("| job"))
     columns = [c.strip() for c in header.strip("|").split(" | ")]
