@@ -177,9 +177,18 @@ def differing(jobs: list[Job]) -> list[str]:
 
 
 def label(job: Job, keys: list[str]) -> str:
-    """The job's name and the overrides that tell it apart."""
-    parts = [f"{k}={job.overrides[k]}" for k in keys if k in job.overrides]
-    return f"{job.name}: {' '.join(parts)}" if parts else job.name
+    """The job's number and the overrides that tell it apart (``3: lr=0.01 dropout=0.5``).
+
+    Keys are shortened to their last part where that stays unambiguous; a job folder without
+    a Hydra job number keeps its whole name.
+    """
+    short = {k: k.rsplit(".", 1)[-1] for k in keys}
+    if len(set(short.values())) < len(short):
+        short = {k: k for k in keys}
+    parts = [f"{short[k]}={job.overrides[k]}" for k in keys if k in job.overrides]
+    number, _, rest = job.name.partition("_")
+    name = number if number.isdigit() and rest else job.name
+    return f"{name}: {' '.join(parts)}" if parts else job.name
 
 
 def ranked(jobs: list[Job]) -> list[Job]:
