@@ -16,6 +16,12 @@ from omegaconf import DictConfig, open_dict
 
 from seqmodels.train import CONFIG_DIR
 
+# Under pytest-xdist (`make test` runs one worker per core) every worker and the processes
+# its tests start use one thread: threads waiting for a core another worker holds spin.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("SEQMODELS_DATA_DIR", REPO.parent / "shared" / "data"))
 
