@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 from conftest import DATA_DIR, REPO, requires_data
 from hydra import compose, initialize_config_dir
-from tb_events import scalar_tags
+from tb_events import scalar_steps, scalar_tags
 from test_ddp_agreement import free_port
 
 from seqmodels.evaluate import evaluate
@@ -40,8 +45,11 @@ EXACT = {
 CLOSE = {"char_lm": ["loss", "bpc", "loss_windowed"], "slot_filling": ["loss"]}
 
 
-def start_node(rank: int, port: int, run_dir: Path, overrides: list[str]) -> subprocess.Popen:
-    """``scripts/train.py`` as node ``rank`` of 2, one process each (``trainer.num_nodes=2``)."""
+def start_node(
+    rank: int, port: int, run_dir: Path, overrides: list[str], output: Any = subprocess.PIPE
+) -> subprocess.Popen:
+    """``scripts/train.py`` as node ``rank`` of 2, one process each (``trainer.num_nodes=2``);
+    its terminal output goes to ``output`` (a pipe, or an open file)."""
     env = {
         **os.environ,
         "SEQMODELS_DATA_DIR": str(DATA_DIR),
@@ -62,7 +70,7 @@ def start_node(rank: int, port: int, run_dir: Path, overrides: list[str]) -> sub
         *overrides,
     ]
     return subprocess.Popen(
-        command, cwd=run_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        command, cwd=run_dir.parent, env=env, stdout=output, stderr=subprocess.STDOUT
     )
 
 
@@ -126,3 +134,93 @@ def test_two_nodes_share_one_run_and_match_one_process(task: str, tmp_path: Path
             assert alone[f"{split}/{name}"] == pytest.approx(
                 logged[f"{split}/{name}"][-1], rel=1e-5
             ), name
+
+
+# A run long enough to be killed in: 3 epochs of 3 steps, last.ckpt every 2 steps (2, 4, 8:
+# not at an epoch's last step) and after each validation.
+STEPS = 9
+RESUMABLE_RUN = [
+    "model.embedding_dim=16",
+    "model.hidden_size=16",
+    "trainer.max_epochs=100",
+    f"trainer.max_steps={STEPS}",
+    "trainer.limit_train_batches=3",
+    "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
+    "trainer.log_every_n_steps=1",
+    "callbacks.step_checkpoint.every_n_train_steps=2",
+    "callbacks.gate_stats=null",
+    "callbacks.grad_flow=null",
+    "callbacks.text_samples=null",
+    "+trainer.enable_progress_bar=false",
+    "callbacks.progress_bar=null",
+    "num_threads=1",
+]
+SURVIVOR_EXITS_WITHIN = 60  # seconds; a collective would wait 30 minutes by default
+
+
+def wait_for(path: Path, nodes: list[subprocess.Popen], timeout: float) -> None:
+    """Return once ``path`` exists; fail if a node stops or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert all(node.poll() is None for node in nodes), f"a node stopped before {path}"
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.02)
+
+
+@requires_data
+@pytest.mark.slow  # three 2-node runs a case
+@pytest.mark.parametrize(("task", "killed"), [("slot_filling", 1), ("char_lm", 0)])
+def test_a_killed_node_stops_the_other_and_both_resume(
+    task: str, killed: int, tmp_path: Path
+) -> None:
+    overrides = [*TASKS[task], *RESUMABLE_RUN, *task_data(task, tmp_path)]
+    run_dir = tmp_path / "run"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    logs = [tmp_path / f"node_{rank}.log" for rank in (0, 1)]
+    port = free_port()
+    with logs[0].open("wb") as out_0, logs[1].open("wb") as out_1:
+        nodes = [
+            start_node(r, port, run_dir, overrides, out) for r, out in enumerate((out_0, out_1))
+        ]
+        try:
+            wait_for(last, nodes, timeout=120)
+            nodes[killed].kill()  # SIGKILL: nothing saved, nothing said to the other node
+            nodes[killed].wait()
+            survivor, start = nodes[1 - killed], time.monotonic()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                survivor.wait(timeout=SURVIVOR_EXITS_WITHIN)
+            took = time.monotonic() - start
+        finally:
+            for node in nodes:  # whatever went wrong, leave no process behind
+                if node.poll() is None:
+                    node.kill()
+                    node.wait()
+    output = logs[1 - killed].read_text()
+    assert took < SURVIVOR_EXITS_WITHIN, f"node {1 - killed} hung after the kill:\n{output[-3000:]}"
+    assert survivor.returncode != 0, output[-3000:]
+    saved = torch.load(last, weights_only=True)["global_step"]
+    assert 2 <= saved < STEPS  # killed mid-run, after a checkpoint
+
+    # Both nodes again, the same command plus ckpt_path=last (docs/scaling-out.md).
+    before = set(tmp_path.iterdir())
+    events_before = set((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    run_two_nodes(run_dir, [*overrides, "ckpt_path=last"])
+    assert set(tmp_path.iterdir()) == before  # the same run folder, nothing new beside it
+    assert torch.load(last, weights_only=True)["global_step"] == STEPS
+    resumed = set((run_dir / "tensorboard").glob("events.out.tfevents.*")) - events_before
+    steps = sorted(step for path in resumed for step in scalar_steps(path, "train/loss"))
+    assert steps == list(range(saved, STEPS)), (saved, steps)  # from the saved step, not 0
+    logged = scalar_tags(run_dir / "tensorboard")
+    main = "bpc" if task == "char_lm" else "f1"
+    assert all(math.isfinite(v) for v in logged["train/loss"] + logged[f"test/{main}"])
+    assert logged["val/loss"][-1] < logged["val/loss"][0]  # it went on learning
+
+    # Each process took back its own random state (and carried state): the resumed run ends
+    # where the same run without a kill ends.
+    whole = tmp_path / "whole"
+    run_two_nodes(whole, overrides)
+    uninterrupted = scalar_tags(whole / "tensorboard")
+    for name in ("val/loss", "test/loss", f"test/{main}"):
+        assert logged[name][-1] == uninterrupted[name][-1], name
+    print(f"killed node {killed} at step >= {saved}; node {1 - killed} exited in {took:.1f} s")
