@@ -16,3 +16,10 @@ def scalar_tags(log_dir: Path) -> dict[str, list[float]]:
         for tag in acc.Tags()["scalars"]:
             values.setdefault(tag, []).extend(e.value for e in acc.Scalars(tag))
     return values
+
+
+def scalar_steps(event_file: Path, tag: str) -> list[int]:
+    """The steps at which one event file holds ``tag``, in order."""
+    acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.step for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []

@@ -114,3 +114,16 @@ def test_stateful_and_windowed_training_both_run_and_differ(cfg_factory, tmp_pat
     for metrics in (carried, windows):
         assert {"val/loss", "val/loss_windowed", "test/loss", "test/loss_windowed"} <= set(metrics)
     assert carried["val/loss"] != windows["val/loss"]
+
+
+def test_shared_streams_are_the_streams_of_one_process() -> None:
+    ids = torch.arange(301)
+    alone = Streams(ids, 5, 8, exact=True)
+    shares = [Streams(ids, 5, 8, exact=True, rank=r, world_size=2, shared=True) for r in (0, 1)]
+    assert [len(s.starts) for s in shares] == [2, 3]  # 5 streams in all, not 5 a process
+    assert torch.equal(
+        torch.cat([torch.from_numpy(s.starts) for s in shares]), torch.from_numpy(alone.starts)
+    )
+    assert sorted(b for share in shares for _, b in _pairs(share)) == list(range(1, 301))
+    with pytest.raises(ValueError, match="2 streams cannot be shared by 3 processes"):
+        Streams(ids, 2, 8, exact=True, rank=0, world_size=3, shared=True)

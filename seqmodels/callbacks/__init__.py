@@ -5,6 +5,7 @@ from seqmodels.callbacks.cpu_budget import CPUTimeBudget
 from seqmodels.callbacks.gate_stats import GateStatsLogger
 from seqmodels.callbacks.grad_flow import GradFlowLogger
 from seqmodels.callbacks.grad_norm import GradNormLogger
+from seqmodels.callbacks.step_checkpoint import StepCheckpoint
 from seqmodels.callbacks.text_samples import TextSamples
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "GradNormLogger",
     "RNGState",
     "SaveRunConfig",
+    "StepCheckpoint",
     "TextSamples",
 ]

@@ -9,6 +9,8 @@ import lightning as L
 import numpy as np
 import torch
 
+from seqmodels.distributed import gathered, own_share
+
 
 class SaveRunConfig(L.Callback):
     """Write the run's resolved config (a plain dict) into every checkpoint under ``"config"``.
@@ -34,8 +36,23 @@ class RNGState(L.Callback):
     them with the callback states (before the training dataloader is first iterated; the
     sanity check runs with isolated RNG) makes a resumed run continue exactly as the
     uninterrupted one would. States are stored as tensors and lists, so checkpoints still
-    load with ``weights_only=True``.
+    load with ``weights_only=True``. Under DDP each process's states are stored too
+    (``rng_states_per_rank``), and each process of a resumed run of the same size takes its own.
     """
+
+    def __init__(self) -> None:
+        self._own: dict[str, Any] | None = None  # this process's states, when resuming
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if (states := gathered(trainer, self.state_dict())) is not None:
+            checkpoint["rng_states_per_rank"] = states
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:  # Lightning calls this just before load_state_dict
+        self._own = own_share(trainer, checkpoint.get("rng_states_per_rank"))
 
     def state_dict(self) -> dict[str, Any]:
         kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -48,6 +65,7 @@ class RNGState(L.Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict, self._own = self._own or state_dict, None
         torch.set_rng_state(state_dict["torch"])
         if state_dict["cuda"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])

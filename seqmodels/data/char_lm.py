@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from seqmodels.data.corpora import DEFAULT, LAYOUTS, PARTS, PREPARE, Layout
@@ -258,7 +259,13 @@ class CharLMDataModule(L.LightningDataModule):
         """``[carried-state streams, independent windows]`` (the second only with eval_window)."""
         span = self.parts[part]
         block = max(self.block_size, self.eval_window or 0)
-        streams = Streams(span, self.eval_streams, block, exact=True)
+        world_size = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if self.eval_streams < world_size:
+            raise ConfigError(
+                f"data.eval_streams={self.eval_streams} is fewer than the {world_size} processes "
+                "that share them; give at least one stream a process"
+            )
+        streams = Streams(span, self.eval_streams, block, exact=True, shared=True)
         loaders = [DataLoader(streams, batch_size=None)]
         if self.eval_window is not None:
             windows = Windows(span, self.eval_window)

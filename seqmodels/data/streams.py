@@ -38,7 +38,10 @@ class Streams(IterableDataset):
     a tensor; each item is read from it when asked for, so a stream costs nothing until then.
 
     Under DDP the streams are cut over the whole text and each process reads its own share
-    (``rank``, ``world_size``; default: from ``torch.distributed``). It is an iterable
+    (``rank``, ``world_size``; default: from ``torch.distributed``): ``num_streams`` of its
+    own (training: each process's batch), or with ``shared=True`` a contiguous share of
+    ``num_streams`` in all (evaluation: the very streams one process would read, so the
+    carried-state loss does not depend on the number of processes). It is an iterable
     dataset, read in order in the main process: Lightning then leaves it alone (a sampler it
     injected under DDP would interleave the windows).
     """
@@ -51,20 +54,23 @@ class Streams(IterableDataset):
         exact: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        shared: bool = False,
     ) -> None:
         if rank is None or world_size is None:
             distributed = dist.is_available() and dist.is_initialized()
             rank = dist.get_rank() if distributed else 0
             world_size = dist.get_world_size() if distributed else 1
         self.ids = TokenSpan.of(ids)
-        total = num_streams * world_size
+        if shared and num_streams < world_size:
+            raise ValueError(f"{num_streams} streams cannot be shared by {world_size} processes")
+        total = num_streams if shared else num_streams * world_size
         targets = len(self.ids) - 1  # characters that have a predecessor
         if targets < total:
             raise ValueError(f"{targets} characters cannot fill {total} streams")
         base, extra = divmod(targets, total)
         lengths = [base + (1 if exact and s < extra else 0) for s in range(total)]
         starts = [0, *itertools.accumulate(lengths)]
-        mine = range(rank * num_streams, (rank + 1) * num_streams)
+        mine = range(rank * total // world_size, (rank + 1) * total // world_size)
         self.starts = np.array([starts[s] for s in mine], dtype=np.int64)
         self.lengths = np.array([lengths[s] for s in mine], dtype=np.int64)
         width = int(self.lengths.max())

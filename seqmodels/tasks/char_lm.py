@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
 from seqmodels.data.streams import IGNORE
+from seqmodels.distributed import gathered, own_share
 from seqmodels.models.encoders import State
 from seqmodels.nets.char_lm import CausalEncoderRequired, CharLMNet, require_causal
 from seqmodels.tasks.base import SequenceTask
@@ -91,9 +92,14 @@ class CharLM(CharLMNet, SequenceTask):
         state = self.train_state
         parts = [state] if isinstance(state, torch.Tensor) else list(state or [])
         checkpoint["carried_state"] = [p.cpu() for p in parts]
+        # Under DDP each process carries the state of its own streams.
+        if (states := gathered(self.trainer, checkpoint["carried_state"])) is not None:
+            checkpoint["carried_state_per_rank"] = states
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        parts = list(checkpoint.get("carried_state", []))  # moved to the batch's device in forward
+        own = own_share(self._trainer, checkpoint.get("carried_state_per_rank"))
+        # moved to the batch's device in forward
+        parts = list(checkpoint.get("carried_state", []) if own is None else own)
         self.train_state = (parts[0] if len(parts) == 1 else tuple(parts)) if parts else None
 
     def _log_epoch(self, stage: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from seqmodels.metrics import SentenceAccuracy, SpanF1
@@ -28,6 +29,9 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
 
     Logs ``<stage>/loss``, span ``f1``/``precision``/``recall`` (conlleval), ``token_acc``,
     ``intent_acc`` and ``sent_acc`` (intent and every tag right). The main metric is ``val/f1``.
+    The epoch loss is the split's tag loss per token plus ``intent_loss_weight`` times its
+    intent loss per utterance: the training loss's definition, over the whole split, so it does
+    not depend on how the split is cut into batches or shared between processes.
     """
 
     def __init__(
@@ -57,15 +61,23 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
             {s: MulticlassAccuracy(num_intents, average="micro") for s in ("val", "test")}
         )
         self.sent_acc = nn.ModuleDict({s: SentenceAccuracy() for s in ("val", "test")})
+        # The epoch loss in two parts, each summed over every batch and process: the tag loss
+        # per token (in ``self.losses``) and the intent loss per utterance.
+        self.intent_losses = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
         tag_logits, intent_logits = self(batch["words"], batch["lengths"], batch.get("chars"))
         tags = batch["tags"]
-        tag_loss = self.tag_loss(tag_logits, tags)
-        intent_loss = F.cross_entropy(intent_logits, batch["intents"])
+        tag_total, counted = self.tag_loss_sum(tag_logits, tags)
+        intent_total = F.cross_entropy(intent_logits, batch["intents"], reduction="sum")
+        utterances = len(batch["intents"])
+        tag_loss, intent_loss = tag_total / counted.clamp(min=1), intent_total / utterances
         loss = tag_loss + self.intent_loss_weight * intent_loss
-        self.log_loss(stage, loss, int(batch["lengths"].sum()))
-        if stage != "train":
+        if stage == "train":
+            self.log_loss(stage, loss, int(counted))
+        else:
+            self.losses[stage].update(tag_loss.detach(), weight=counted)
+            self.intent_losses[stage].update(intent_loss.detach(), weight=utterances)
             predicted = self.predict_tags(tag_logits, batch["words"] != 0)
             intents = self.predict_intents(intent_logits)
             self.token_acc[stage].update(predicted, tags)
@@ -80,12 +92,17 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
                 ]
         return loss
 
-    def tag_loss(self, tag_scores: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
-        """Mean token cross-entropy, or the CRF's negative log-likelihood per token."""
-        if self.crf is None:
-            return F.cross_entropy(tag_scores.transpose(1, 2), tags, ignore_index=0)
+    def tag_loss_sum(
+        self, tag_scores: torch.Tensor, tags: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The summed token cross-entropy (or CRF negative log-likelihood) and the token count."""
         mask = tags != 0
-        return -self.crf.log_likelihood(tag_scores, tags, mask).sum() / mask.sum()
+        if self.crf is None:
+            scores = tag_scores.transpose(1, 2)
+            total = F.cross_entropy(scores, tags, ignore_index=0, reduction="sum")
+        else:
+            total = -self.crf.log_likelihood(tag_scores, tags, mask).sum()
+        return total, mask.sum()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, list[str]]]:
         """Per utterance: its ``tokens``, ``gold`` tags and ``predicted`` tags (for conlleval)."""
@@ -99,7 +116,9 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
         ]
 
     def _log_epoch(self, stage: str) -> None:
-        metrics = {f"{stage}/loss": self.epoch_loss(stage)}
+        intent_loss = self.intent_losses[stage].compute()
+        self.intent_losses[stage].reset()
+        metrics = {f"{stage}/loss": self.epoch_loss(stage) + self.intent_loss_weight * intent_loss}
         for name, value in self.span_f1[stage].compute().items():
             metrics[f"{stage}/{name}"] = value.float()
         metrics[f"{stage}/token_acc"] = 100 * self.token_acc[stage].compute()
