@@ -38,6 +38,7 @@ __all__ = [
     "layer_vjp",
     "linear_by",
     "lstm_forward",
+    "lstm_inference",
     "lstm_bilayer",
     "lstm_layer",
     "lstm_layer_reference",
@@ -155,7 +156,6 @@ def lstm_forward(
     w_hr: Tensor | None,
     batch_sizes: list[int],
     reverse: bool,
-    for_backward: bool,
 ) -> tuple[Tensor, Tensor, Tensor, tuple[Tensor, ...]]:
     """Run the recurrence; returns ``out, h_n, c_n`` and what the backward needs.
 
@@ -176,7 +176,7 @@ def lstm_forward(
     gates_of = linear_by(weight, bias, sigmoid=True)
     xh = x.new_empty(n_rows, n_in + h0.size(1))  # row r: [x_t, h_{t-1}] of its sequence
     xh[:, :n_in] = x
-    gates = x.new_empty(n_rows, 4 * hidden) if for_backward else None
+    gates = x.new_empty(n_rows, 4 * hidden)
     cells, tanh_cells = x.new_empty(n_rows, hidden), x.new_empty(n_rows, hidden)
     out = x.new_empty(n_rows, h0.size(1))
     hiddens = out if w_hr is None else x.new_empty(n_rows, hidden)
@@ -199,7 +199,7 @@ def lstm_forward(
         h = prev_h_t.copy_(_resize(h, h0, h_n, xh_t.size(0)))  # completes [x_t, h_{t-1}]
         c = _resize(c, c0, c_n, xh_t.size(0))
         z = gates_of(xh_t)  # all four gates, σ([x_t, h_{t-1}] W^T + b), at once:
-        i, f, g, o = (z if z_t is None else z_t.copy_(z)).chunk(4, 1)
+        i, f, g, o = z_t.copy_(z).chunk(4, 1)
         #   input gate      i_t = σ(W_ii x_t + W_hi h_{t-1} + b_i)
         #   forget gate     f_t = σ(W_if x_t + W_hf h_{t-1} + b_f)
         #   output gate     o_t = σ(W_io x_t + W_ho h_{t-1} + b_o)
@@ -210,8 +210,73 @@ def lstm_forward(
             h = torch.mm(h, w_hr.t(), out=out_t)  # h_t = W_hr (o_t tanh(c_t))
     h_n[: h.size(0)] = h
     c_n[: c.size(0)] = c
-    saved = (xh, gates, cells, tanh_cells, hiddens) if for_backward else ()
-    return out, h_n, c_n, saved
+    return out, h_n, c_n, (xh, gates, cells, tanh_cells, hiddens)
+
+
+INPUT_CHUNK = 8  # steps whose input products the inference loop runs as one GEMM
+
+
+def lstm_inference(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    bias: Tensor | None,
+    w_hr: Tensor | None,
+    batch_sizes: list[int],
+    reverse: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The recurrence with nothing kept for a backward; returns ``out, h_n, c_n``.
+
+    The same equations as :func:`lstm_forward`, regrouped for a loop that no backward reads:
+    ``x_t W_ih^T + b`` for ``INPUT_CHUNK`` steps at a time is one GEMM (into one buffer,
+    reused chunk after chunk), each step adds ``h_{t-1} W_hh^T`` to its rows in place
+    (``addmm_``, which reads ``h_{t-1}`` where the previous step wrote it: no copy), and ``c``
+    is one running buffer.
+    """
+    n_rows, n_in, hidden = x.size(0), x.size(1), c0.size(1)
+    if n_in != w_ih.size(1):  # as nn.LSTM reports it (from its input matmul)
+        raise RuntimeError(
+            "mat1 and mat2 shapes cannot be multiplied "
+            f"({n_rows}x{n_in} and {w_ih.size(1)}x{w_ih.size(0)})"
+        )
+    # As in lstm_forward, one sigmoid serves all four gates: the cell-candidate rows doubled.
+    w_ih_t, w_hh_t = w_ih.t().contiguous(), w_hh.t().contiguous()
+    for w_t in (w_ih_t, w_hh_t):
+        _double_cell_rows_(w_t.t(), hidden)  # W's rows are W^T's columns: doubled in place
+    bias = _double_cell_rows_(bias.clone(), hidden) if bias is not None else None
+    w_hr_t = w_hr.t() if w_hr is not None else None
+    steps, widest = _steps(batch_sizes, reverse), max(batch_sizes)
+    gates = x.new_empty(min(n_rows, widest * INPUT_CHUNK), 4 * hidden)
+    tanh_c = x.new_empty(widest, hidden)
+    out = x.new_empty(n_rows, h0.size(1))
+    h_n, c_n = torch.empty_like(h0), torch.empty_like(c0)
+
+    h, c, one, first = h0[:0], c0[:0], x.new_ones(()), 0
+    for k, (lo, hi) in enumerate(steps):
+        if k % INPUT_CHUNK == 0:  # x_t W_ih^T + b of this chunk's steps (adjacent rows)
+            chunk = steps[k : k + INPUT_CHUNK]
+            first, last = min(s[0] for s in chunk), max(s[1] for s in chunk)
+            x_w = gates[: last - first]
+            if bias is None:
+                torch.mm(x[first:last], w_ih_t, out=x_w)
+            else:
+                torch.addmm(bias, x[first:last], w_ih_t, out=x_w)
+        h = _resize(h, h0, h_n, hi - lo)
+        c = _resize(c, c0, c_n, hi - lo)  # our own buffer after the first step: updated in place
+        z = x_w[lo - first : hi - first].addmm_(h, w_hh_t).sigmoid_()
+        i, f, g, o = z.chunk(4, 1)  # i_t, f_t, o_t = σ(W_i* x_t + W_h* h_{t-1} + b_*)
+        g.add_(g).sub_(one)  # g_t = tanh(W_ig x_t + W_hg h_{t-1} + b_g) = 2 σ(2 ...) - 1
+        c = c.mul_(f).addcmul_(i, g)  # c_t = f_t c_{t-1} + i_t g_t
+        tanh_c_t = _tanh(c, tanh_c[: hi - lo], one)
+        if w_hr_t is None:
+            h = torch.mul(o, tanh_c_t, out=out[lo:hi])  # h_t = o_t tanh(c_t)
+        else:  # h_t = W_hr (o_t tanh(c_t))
+            h = torch.mm(tanh_c_t.mul_(o), w_hr_t, out=out[lo:hi])
+    h_n[: h.size(0)] = h
+    c_n[: c.size(0)] = c
+    return out, h_n, c_n
 
 
 class LSTMLayerFunction(torch.autograd.Function):
@@ -233,7 +298,7 @@ class LSTMLayerFunction(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor, Tensor]:
         bias = b_ih + b_hh if b_ih is not None else None
         out, h_n, c_n, saved = lstm_forward(
-            x, h0, c0, w_ih, w_hh, bias, w_hr, list(batch_sizes), reverse, True
+            x, h0, c0, w_ih, w_hh, bias, w_hr, list(batch_sizes), reverse
         )
         ctx.batch_sizes, ctx.reverse = list(batch_sizes), reverse
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *saved)
@@ -342,9 +407,10 @@ def lstm_layer(
     """One layer-direction over packed rows ``x``; returns ``out [N, P], h_n, c_n``.
 
     Eager, on plain tensors: the fast recurrence, through the autograd Function when a
-    gradient is needed, else bare (keeping nothing for a backward). Under a transform or
-    compiler (see :func:`_traced`): the plain differentiable :func:`lstm_layer_reference`;
-    under ``torch.jit.trace`` the same, scripted (:func:`lstm_layer_traceable`).
+    gradient is needed, else :func:`lstm_inference` (keeping nothing for a backward). Under a
+    transform or compiler (see :func:`_traced`): the plain differentiable
+    :func:`lstm_layer_reference`; under ``torch.jit.trace`` the same, scripted
+    (:func:`lstm_layer_traceable`).
     ``batch_sizes`` may be a tensor only under ``torch.jit.trace``.
     """
     args = (x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
@@ -364,8 +430,7 @@ def lstm_layer(
             return LSTMLayerFunction.apply(*args, batch_sizes, reverse)
         bias = b_ih + b_hh if b_ih is not None else None
         sizes = list(batch_sizes)
-        out, h_n, c_n, _ = lstm_forward(x, h0, c0, w_ih, w_hh, bias, w_hr, sizes, reverse, False)
-        return out, h_n, c_n
+        return lstm_inference(x, h0, c0, w_ih, w_hh, bias, w_hr, sizes, reverse)
 
 
 def lstm_bilayer(

@@ -78,7 +78,7 @@ def test_recomputed_gates_equal_hand_lstm_gates():
         zeros = torch.zeros(B, H, dtype=F64)
         with torch.no_grad():  # as inside HandLSTM's autograd Function
             *_, saved = lstm_forward(
-                rows, zeros, zeros, w[0], w[1], w[2] + w[3], None, [B] * T, direction == 1, True
+                rows, zeros, zeros, w[0], w[1], w[2] + w[3], None, [B] * T, direction == 1
             )
         hand_gates = saved[1].view(T, B, 4 * H).transpose(0, 1)  # [B, T, 4H], i f g o
         if direction:  # the replay keeps a reverse direction's gates in its own step order

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from seqmodels.models import HandLSTM, HandLSTMCell
-from seqmodels.models.hand_lstm_function import LSTMLayerFunction, _onednn_usable
+from seqmodels.models.hand_lstm_function import INPUT_CHUNK, LSTMLayerFunction, _onednn_usable
 
 IN, H, T, B = 5, 7, 6, 4
 LENGTHS = [6, 2, 5, 3]  # unsorted, unequal
@@ -276,6 +276,36 @@ def test_no_grad_keeps_no_graph_and_same_values():
             out, (h, c) = model(x)
         assert out.grad_fn is None and h.grad_fn is None
         torch.testing.assert_close(out, expected)
+
+
+@pytest.mark.parametrize("dtype,atol", [(F64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("bias,proj_size", [(True, 0), (False, 0), (True, 3)])
+def test_inference_loop_matches_nn_lstm_and_the_training_path(dtype, atol, packed, bias, proj_size):
+    """Without autograd, the loop that runs the input products a chunk of steps at a time
+    (over two whole chunks and a partial one, sequences ending inside chunks) gives nn.LSTM's
+    outputs and states, and those of HandLSTM's training path."""
+    steps = 2 * INPUT_CHUNK + 3
+    kwargs = dict(num_layers=2, bidirectional=True, bias=bias, proj_size=proj_size, dtype=dtype)
+    ref, hand = _pair(**kwargs)
+    torch.manual_seed(3)
+    x = torch.randn(steps, B, IN, dtype=dtype)
+    hx = (torch.randn(4, B, proj_size or H, dtype=dtype), torch.randn(4, B, H, dtype=dtype))
+    lengths = torch.tensor([INPUT_CHUNK + 1, steps, 2, steps - 1])
+    inputs = pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
+
+    def run(model: nn.Module) -> list[torch.Tensor]:
+        out, (h, c) = model(inputs, hx)
+        return [out.data if packed else out, h, c]
+
+    training = run(hand.requires_grad_())
+    assert training[0].grad_fn is not None
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            expected, inferred = run(ref), run(hand)
+        assert inferred[0].grad_fn is None
+        _assert_all_close(expected, inferred, atol=atol)
+        _assert_all_close([t.detach() for t in training], inferred, atol=atol)
 
 
 def test_bf16_autocast_does_not_crash():
