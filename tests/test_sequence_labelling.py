@@ -70,7 +70,9 @@ def test_conll_folder_trains_with_crf_and_evaluates(cfg_factory, tmp_path: Path,
         "logger=none",
     )
     metrics = train(cfg)
-    assert metrics["test/intent_acc"] == 100.0  # no sentence labels: one class
+    # No sentence labels: no intent accuracy (it would read 100); sentences all right still count.
+    assert "test/intent_acc" not in metrics
+    assert 0 <= metrics["test/sent_acc"] <= 100 and metrics["test/token_acc"] > 0
     best = next((tmp_path / "checkpoints").glob("epoch_*.ckpt"))
     out = tmp_path / "eval"
     evaluated = evaluate(eval_cfg(best, out))

@@ -28,7 +28,8 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
     forward and decoding live in :class:`seqmodels.nets.SlotTaggerNet`; this adds training.
 
     Logs ``<stage>/loss``, span ``f1``/``precision``/``recall`` (conlleval), ``token_acc``,
-    ``intent_acc`` and ``sent_acc`` (intent and every tag right). The main metric is ``val/f1``.
+    ``intent_acc`` (left out when the training data has one sentence label or none, as NER files
+    do) and ``sent_acc`` (intent and every tag right). The main metric is ``val/f1``.
     The epoch loss is the split's tag loss per token plus ``intent_loss_weight`` times its
     intent loss per utterance: the training loss's definition, over the whole split, so it does
     not depend on how the split is cut into batches or shared between processes.
@@ -47,6 +48,8 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
         self.save_hyperparameters(logger=False)
         self.intent_loss_weight = intent_loss_weight
         num_tags, num_intents = len(vocabs["tags"]), len(vocabs["intents"])
+        # UNK plus one label (``-`` for files without sentence labels): nothing to measure.
+        self.has_intents = num_intents > 2
         # Test counts spans per type too, for the per-type report (span_logging).
         types = span_types(self.tag_names)
         self.span_f1 = nn.ModuleDict({"val": SpanF1(), "test": SpanF1(types)})
@@ -122,7 +125,8 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
         for name, value in self.span_f1[stage].compute().items():
             metrics[f"{stage}/{name}"] = value.float()
         metrics[f"{stage}/token_acc"] = 100 * self.token_acc[stage].compute()
-        metrics[f"{stage}/intent_acc"] = 100 * self.intent_acc[stage].compute()
+        if self.has_intents:
+            metrics[f"{stage}/intent_acc"] = 100 * self.intent_acc[stage].compute()
         metrics[f"{stage}/sent_acc"] = self.sent_acc[stage].compute().float()
         if stage == "test":
             log_test_span_report(self, self.span_f1[stage], self.tested)
