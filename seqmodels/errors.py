@@ -108,11 +108,42 @@ def unknown_key(err: ConfigCompositionException) -> str | None:
     )
 
 
+# What gloo, NCCL and the TCP store say when another process of the run is gone.
+LOST_PEER = re.compile(
+    r"Connection (?:closed|reset) by peer|remote worker crashing|remote process exited"
+    r"|NCCL communicator was aborted|Broken pipe"
+)
+
+
+def lost_peer(err: BaseException) -> str | None:
+    """A collective that failed because another process of a distributed run stopped (killed,
+    out of memory, a lost node): which process this is, what happened, and how to go on."""
+    if not isinstance(err, RuntimeError) or "torch.distributed" not in sys.modules:
+        return None
+    found = LOST_PEER.search(str(err))
+    if found is None:
+        return None
+    import torch.distributed as dist  # loaded already (above)
+
+    if dist.is_initialized():
+        rank, world = dist.get_rank(), dist.get_world_size()
+    else:
+        rank, world = os.environ.get("RANK", "?"), os.environ.get("WORLD_SIZE", "?")
+    return (
+        f"another process of this distributed run stopped (this is rank {rank} of {world}; "
+        f"{type(err).__name__}: {found.group(0)}); once every process has stopped, start them "
+        "all again with the same command plus ckpt_path=last (docs/scaling-out.md)"
+    )
+
+
 def error_message(err: BaseException) -> str | None:
     """The one-line message of an expected error; None for anything else (a bug)."""
     user = user_error_in(err)
     if user is not None:
         return one_line(str(user))
+    peer = lost_peer(err)
+    if peer is not None:
+        return peer
     if isinstance(err, MissingMandatoryValue):
         return f"{err.full_key} is required: add {err.full_key}=<value> to the command"
     if isinstance(err, InterpolationResolutionError):

@@ -24,6 +24,20 @@ class ProgressBar(TQDMProgressBar):
         items.pop("v_num", None)
         return items
 
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """Close the bars, so that the error printed next starts a line of its own."""
+        bars = (
+            self._val_progress_bar,
+            self._test_progress_bar,
+            self._predict_progress_bar,
+            self._train_progress_bar,
+        )
+        for bar in bars:
+            if bar is not None:
+                bar.close()
+
 
 class ModelSummary(RichModelSummary):
     """Lightning's model summary table, without its FLOPs column when no FLOPs were counted.
