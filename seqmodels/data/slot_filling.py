@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +43,31 @@ def collate(items: list[Batch]) -> Batch:
     }
 
 
+class ReplaceSingletons:
+    """The training collate with Lample et al. 2016's singleton replacement: each word seen once
+    in the train split becomes ``<unk>`` with probability ``p`` in every batch, so the ``<unk>``
+    row learns from words like the unseen ones of dev and test (their characters stay, for the
+    char features)."""
+
+    def __init__(self, is_singleton: torch.Tensor, unk_id: int, p: float) -> None:
+        self.is_singleton, self.unk_id, self.p = is_singleton, unk_id, p
+
+    def __call__(self, items: list[Batch]) -> Batch:
+        batch = collate(items)
+        words = batch["words"]
+        replace = self.is_singleton[words] & (torch.rand(words.shape) < self.p)
+        batch["words"] = words.masked_fill(replace, self.unk_id)
+        return batch
+
+
 class SlotFillingDataModule(L.LightningDataModule):
     """ATIS/SNIPS (or any folder in the same layout) as padded batches.
 
     Vocabularies come from the train split (words seen ``min_freq`` times; every character of
     a train word, for char features; tags and intents with an UNK entry, so labels unseen in
     train count as errors rather than crash), unless ``vocabs`` (as saved in a checkpoint) are
-    given.
+    given. ``unk_singletons``: the probability that a training word seen once becomes ``<unk>``
+    (:class:`ReplaceSingletons`).
     """
 
     kind = "slot_filling"
@@ -66,12 +85,16 @@ class SlotFillingDataModule(L.LightningDataModule):
         vocabs: dict[str, list[str]] | None = None,
         word_vectors: str | None = None,
         lowercase_vectors: bool = True,
+        unk_singletons: float = 0.0,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ConfigError("data.batch_size and data.eval_batch_size must be >= 1")
         if min_freq < 1:
             raise ConfigError("data.min_freq must be >= 1")
+        if not 0.0 <= unk_singletons <= 1.0:
+            raise ConfigError(f"data.unk_singletons must be in [0, 1], got {unk_singletons}")
+        self.unk_singletons = float(unk_singletons)
         self.name, self.path, self.data_dir, self.download = name, path, data_dir, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.min_freq, self.num_workers = min_freq, num_workers
@@ -182,7 +205,26 @@ class SlotFillingDataModule(L.LightningDataModule):
         return split_loader(self._items(split), train, batch_size, self.num_workers, collate)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+        if not self.unk_singletons:
+            return self._loader("train", train=True)
+        replace = self.singleton_replacement()
+        return split_loader(self._items("train"), True, self.batch_size, self.num_workers, replace)
+
+    def singleton_replacement(self) -> ReplaceSingletons:
+        """The train collate that replaces the vocabulary's words seen once in train."""
+        words = self.vocabs["words"]
+        counts = Counter(w for u in self.splits["train"] for w in u.words)
+        is_singleton = torch.zeros(len(words), dtype=torch.bool)
+        once = [words.stoi[w] for w, n in counts.items() if n == 1 and w in words.stoi]
+        is_singleton[once] = True
+        log.info(
+            "data.unk_singletons=%g: %d of %d vocabulary words are seen once in train and become "
+            "<unk> with that probability in training batches",
+            self.unk_singletons,
+            len(once),
+            len(words),
+        )
+        return ReplaceSingletons(is_singleton, words.stoi[UNK], self.unk_singletons)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("valid", train=False)
