@@ -14,7 +14,9 @@ in log space. Training over whole sequences takes the parallel scan; one step at
 (generation, the gradient-flow replay) takes the sequential twin, which computes the same
 states without logs. Between layers, as in the paper's multi-layer models, each layer is a
 pre-norm residual block: ``x + dropout(layer(LayerNorm(x)))`` (the residual where the sizes
-match), with a final LayerNorm on the stack's output.
+match), with a final LayerNorm on the stack's output. The first layer reads the task's input
+as it comes: a LayerNorm over raw features would erase what they say (over the adding
+problem's two features, ``(value, marker)``, it leaves only which of the two is larger).
 """
 
 from __future__ import annotations
@@ -102,7 +104,10 @@ class MinRNNEncoder(nn.Module):
             for k in range(num_layers)
         )
         norm = nn.LayerNorm if layer_norm else lambda _: nn.Identity()
-        self.norms = nn.ModuleList(norm(sizes[k]) for k in range(num_layers))
+        # no norm on the task's input (embeddings or raw features) into the first layer
+        self.norms = nn.ModuleList(
+            norm(sizes[k]) if k else nn.Identity() for k in range(num_layers)
+        )
         self.final_norm = norm(self.output_size)
         self.dropout = nn.Dropout(dropout if num_layers > 1 else 0.0)
         self.parallel = parallel

@@ -160,3 +160,14 @@ def test_model_config_chooses_scan_or_steps() -> None:
     model = {"cell": "minlstm", "hidden_size": 4, "num_layers": 2, "forget_bias": None}
     assert other_encoder(model, 3).parallel is True
     assert other_encoder({**model, "parallel": False}, 3).parallel is False
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_first_layer_sees_the_size_of_raw_features(cell: str) -> None:
+    """The adding problem's steps are ``(value, marker)``: two steps that differ only in the
+    value's size must give different states (a LayerNorm over the 2 features made them equal)."""
+    torch.manual_seed(0)
+    enc = MinRNNEncoder(cell, 2, 8, num_layers=2, parallel=False).eval()
+    small = torch.tensor([[[0.2, 0.0], [0.1, 1.0]]])
+    large = torch.tensor([[[0.9, 0.0], [0.7, 1.0]]])
+    assert (enc(small) - enc(large)).abs().max() > 1e-3
