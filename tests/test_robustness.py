@@ -281,7 +281,9 @@ def test_unseen_labels_are_unk_warned_once_and_counted_wrong(cfg_factory, tmp_pa
     with torch.no_grad():  # make UNK the model's favourite intent and tag: still never predicted
         module.intent_head.bias[module.hparams.vocabs["intents"].index(UNK)] = 1e4
         module.tag_head.bias[module.tag_names.index(UNK)] = 1e4
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=tmp_path
+    )
     (metrics,) = trainer.test(module, datamodule=datamodule, verbose=False)
     assert metrics["test/intent_acc"] == 0.0  # every gold intent is UNK: all wrong
     assert metrics["test/recall"] < 100.0  # the B-hotel spans are never found

@@ -167,7 +167,11 @@ def test_checkpoint_reloads_with_same_test_metrics(cfg_factory, task, tmp_path: 
     vocab_key = "vocabs" if task == "slot_filling" else "vocab"
     datamodule = instantiate(cfg.data, **{vocab_key: hparams[vocab_key]})
     trainer = L.Trainer(
-        accelerator="cpu", logger=False, limit_test_batches=2, enable_progress_bar=False
+        accelerator="cpu",
+        logger=False,
+        limit_test_batches=2,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path / "reloaded",  # the test's span report goes here, not the cwd
     )
     reloaded = {
         k: v for part in trainer.test(module, datamodule=datamodule) for k, v in part.items()
