@@ -29,6 +29,7 @@ from seqmodels.cli import CONFIG_DIR, check_ckpt_path, one_line_errors
 from seqmodels.data.char_ids import encode_chars, pad_chars
 from seqmodels.data.raw_text import RawTextTokenizer, Token
 from seqmodels.data.vocab import UNK, Vocab
+from seqmodels.data.word_forms import word_form
 from seqmodels.errors import ConfigError, errors_reported
 from seqmodels.nets import SlotTaggerNet, load_net
 from seqmodels.quick_start import quick_main
@@ -83,7 +84,8 @@ class Tagger:
     def __init__(self, module: SlotTaggerNet, vocabs: dict[str, list[str]]) -> None:
         self.module = module.eval()
         self.words = Vocab(vocabs["words"], unk=UNK)
-        self.tokenizer = RawTextTokenizer(vocabs["words"])
+        self.word_forms = list(vocabs.get("word_forms", []))  # data.lowercase_words/zero_digits
+        self.tokenizer = RawTextTokenizer(vocabs["words"], self.word_forms, vocabs.get("chars"))
         # Character ids for models with model.char_features (their vocabularies have "chars").
         self.chars = Vocab(vocabs["chars"], unk=UNK) if "chars" in vocabs else None
         self.intents = list(vocabs["intents"])
@@ -116,7 +118,10 @@ class Tagger:
         """Per sentence (a non-empty token list): its tags, each tag's probability, the intent
         and its probability."""
         device = next(self.module.parameters()).device
-        ids = [torch.tensor(self.words.encode(tokens)) for tokens in sentences]
+        ids = [
+            torch.tensor(self.words.encode([word_form(t, self.word_forms) for t in tokens]))
+            for tokens in sentences
+        ]
         words = pad_sequence(ids, batch_first=True).to(device)
         lengths = torch.tensor([len(tokens) for tokens in sentences])
         mask = torch.arange(words.size(1), device=device) < lengths.to(device).unsqueeze(1)

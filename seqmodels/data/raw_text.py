@@ -14,6 +14,8 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from seqmodels.data.word_forms import word_form
+
 TOKEN = re.compile(
     r"\d{1,2}(?::\d\d){1,2}"  # a clock time, 5:30, 13:22:09
     r"|\d{1,4}/\d{1,2}/\d{1,4}"  # a date, 2/7/2021
@@ -54,11 +56,23 @@ class RawTextTokenizer:
     (SNIPS: ``what s``, ``gretchen s``). Punctuation the vocabulary lacks is dropped (the model
     never saw it); punctuation it has is kept, joined to the word it touches when the
     vocabulary has them together (``St.`` -> ``st.``).
+
+    ``forms``: the vocabulary's word forms (:mod:`seqmodels.data.word_forms`); a token counts
+    as known when its form is in ``words``, and stays as typed (its chars feed the model). With
+    ``lower``, the characters ``chars`` (if given) tell whether the data has capitals.
     """
 
-    def __init__(self, words: Sequence[str]) -> None:
-        self.words = set(words)
-        self.lowercase = all(w == w.lower() for w in self.words)
+    def __init__(
+        self,
+        words: Sequence[str],
+        forms: Sequence[str] = (),
+        chars: Sequence[str] | None = None,
+    ) -> None:
+        self.words, self.forms = set(words), list(forms)
+        if "lower" in self.forms:
+            self.lowercase = chars is not None and all(c == c.lower() for c in chars)
+        else:
+            self.lowercase = all(w == w.lower() for w in self.words)
         rank = {w: i for i, w in reversed(list(enumerate(words)))}
         first_apostrophe = min(
             (i for w, i in rank.items() if any(c in w for c in APOSTROPHES)), default=len(rank)
@@ -68,12 +82,16 @@ class RawTextTokenizer:
     def in_vocabulary_form(self, token: str) -> str:
         """``token`` (lower-cased if the data is), or its first variant the vocabulary has."""
         token = token.lower() if self.lowercase else token
-        if token in self.words:
+        if self.knows(token):
             return token
         for variant in VARIANTS:
-            if (form := variant(token)) in self.words:
+            if self.knows(form := variant(token)):
                 return form
         return token
+
+    def knows(self, token: str) -> bool:
+        """Whether the vocabulary has ``token`` (in its form)."""
+        return word_form(token, self.forms) in self.words
 
     def __call__(self, text: str) -> list[Token]:
         tokens: list[Token] = []
@@ -82,13 +100,13 @@ class RawTextTokenizer:
             form = self.in_vocabulary_form(raw)
             if not PART.match(raw):  # punctuation
                 joined = tokens[-1].text + form if tokens and tokens[-1].end == start else None
-                if joined in self.words:
+                if joined is not None and self.knows(joined):
                     tokens[-1] = Token(joined, tokens[-1].start, match.end())
-                elif form in self.words:
+                elif self.knows(form):
                     tokens.append(Token(form, start, match.end()))
                 continue
             parts = list(PART.finditer(raw))
-            if form in self.words or len(parts) == 1 or not any(c.isalpha() for c in raw):
+            if self.knows(form) or len(parts) == 1 or not any(c.isalpha() for c in raw):
                 tokens.append(Token(form, start, match.end()))
                 continue
             for part in parts:  # a compound the training data never wrote as one token

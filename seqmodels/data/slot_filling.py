@@ -17,6 +17,7 @@ from seqmodels.data.download import ensure_dataset
 from seqmodels.data.sampling import split_loader
 from seqmodels.data.slot_files import SPLITS, Utterance, read_split
 from seqmodels.data.vocab import PAD, UNK, Vocab
+from seqmodels.data.word_forms import check_word_forms, word_form, word_forms_of
 from seqmodels.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ class SlotFillingDataModule(L.LightningDataModule):
     a train word, for char features; tags and intents with an UNK entry, so labels unseen in
     train count as errors rather than crash), unless ``vocabs`` (as saved in a checkpoint) are
     given. ``unk_singletons``: the probability that a training word seen once becomes ``<unk>``
-    (:class:`ReplaceSingletons`).
+    (:class:`ReplaceSingletons`). ``lowercase_words`` and ``zero_digits``: the word vocabulary
+    holds words lower-cased and/or with digits as ``0`` (:mod:`seqmodels.data.word_forms`; the
+    chars stay as written); a checkpoint's ``vocabs["word_forms"]`` overrides both.
     """
 
     kind = "slot_filling"
@@ -86,6 +89,8 @@ class SlotFillingDataModule(L.LightningDataModule):
         word_vectors: str | None = None,
         lowercase_vectors: bool = True,
         unk_singletons: float = 0.0,
+        lowercase_words: bool = False,
+        zero_digits: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -100,9 +105,11 @@ class SlotFillingDataModule(L.LightningDataModule):
         self.min_freq, self.num_workers = min_freq, num_workers
         self.word_vectors, self.lowercase_vectors = word_vectors, lowercase_vectors
         self.splits: dict[str, list[Utterance]] = {}
-        self.vocabs: dict[str, Vocab] = (
-            {k: Vocab(v, unk=UNK) for k, v in vocabs.items()} if vocabs else {}
+        vocabs = dict(vocabs or {})
+        self.word_forms = check_word_forms(
+            vocabs.pop("word_forms", word_forms_of(lowercase_words, zero_digits))
         )
+        self.vocabs: dict[str, Vocab] = {k: Vocab(v, unk=UNK) for k, v in vocabs.items()}
 
     @property
     def folder(self) -> Path:
@@ -137,17 +144,16 @@ class SlotFillingDataModule(L.LightningDataModule):
         """Train words seen ``min_freq`` times; with ``word_vectors``, also every word of
         any split that has a vector (the usual practice: a test word the file knows gets its
         pretrained row instead of ``<unk>``; no label of any split is read for this)."""
-        train = self.splits["train"]
-        words = Vocab.build((u.words for u in train), min_freq=self.min_freq)
+        words = Vocab.build(self.word_keys("train"), min_freq=self.min_freq)
         if not self.word_vectors:
             return words
         from seqmodels.data.word_vectors import coverage, vectors_for
 
-        every = {w: None for split in SPLITS for u in self.splits[split] for w in u.words}
+        every = {w: None for split in SPLITS for keys in self.word_keys(split) for w in keys}
         found = vectors_for(self.word_vectors, every, self.lowercase_vectors)
         for split in SPLITS:
             share = coverage(
-                (w for u in self.splits[split] for w in u.words), found, self.lowercase_vectors
+                (w for keys in self.word_keys(split) for w in keys), found, self.lowercase_vectors
             )
             log.info(
                 "word vectors cover %.1f%% of %s tokens and %.1f%% of its word types (%s)",
@@ -162,6 +168,10 @@ class SlotFillingDataModule(L.LightningDataModule):
             if w not in words and found.lookup(w, self.lowercase_vectors) is not None
         ]
         return Vocab(words.itos + extra, unk=UNK)
+
+    def word_keys(self, split: str) -> list[list[str]]:
+        """Each utterance's words of ``split`` in the vocabulary's form."""
+        return [[word_form(w, self.word_forms) for w in u.words] for u in self.splits[split]]
 
     def _warn_unseen_labels(self) -> None:
         """One warning listing the valid/test tags and intents that train never has."""
@@ -184,20 +194,23 @@ class SlotFillingDataModule(L.LightningDataModule):
 
     def vocab_kwargs(self) -> dict[str, dict[str, list[str]]]:
         """Vocabularies as plain lists, the keyword the task module (and this class) takes."""
-        return {"vocabs": {k: list(v.itos) for k, v in self.vocabs.items()}}
+        vocabs: dict[str, list[str]] = {k: list(v.itos) for k, v in self.vocabs.items()}
+        if self.word_forms:
+            vocabs["word_forms"] = list(self.word_forms)
+        return {"vocabs": vocabs}
 
     def _items(self, split: str) -> list[Batch]:
         words, tags, intents = self.vocabs["words"], self.vocabs["tags"], self.vocabs["intents"]
         return [
             {
-                "words": torch.tensor(words.encode(u.words)),
+                "words": torch.tensor(words.encode(keys)),
                 "chars": encode_chars(u.words, self.vocabs["chars"]),
                 "tags": torch.tensor(tags.encode(u.tags)),
                 "intent": intents.encode([u.intent])[0],
                 "gold_tags": u.tags,
                 "tokens": u.words,
             }
-            for u in self.splits[split]
+            for u, keys in zip(self.splits[split], self.word_keys(split), strict=True)
         ]
 
     def _loader(self, split: str, train: bool) -> DataLoader:
@@ -213,7 +226,7 @@ class SlotFillingDataModule(L.LightningDataModule):
     def singleton_replacement(self) -> ReplaceSingletons:
         """The train collate that replaces the vocabulary's words seen once in train."""
         words = self.vocabs["words"]
-        counts = Counter(w for u in self.splits["train"] for w in u.words)
+        counts = Counter(w for keys in self.word_keys("train") for w in keys)
         is_singleton = torch.zeros(len(words), dtype=torch.bool)
         once = [words.stoi[w] for w, n in counts.items() if n == 1 and w in words.stoi]
         is_singleton[once] = True
