@@ -5,7 +5,10 @@ One token per line, columns separated by spaces or tabs, a blank line between se
 ``tag_column``). A comment line ``# <label_key> = <value>`` before a sentence gives it a
 sentence-level label (as an intent); other ``# key = value`` lines are skipped. Tag schemes:
 
-- ``BIO`` / ``IOB2``: ``B-x`` starts every chunk; read as is.
+- ``BIO`` / ``IOB2``: ``B-x`` starts every chunk; read as is. A file whose chunks open with
+  ``I-x`` (IOB1, as the original CoNLL-2003 files) is read as conlleval reads it, each such
+  ``I-x`` as ``B-x``, with one warning naming the file and the first such line: the CRF would
+  otherwise learn chunk starts its decoder never emits.
 - ``IOB1``: ``B-x`` only between two adjacent chunks of one type; converted to IOB2 on read
   (an ``I-x`` that starts a chunk becomes ``B-x``), so chunks, CRF constraints and span F1
   are those of IOB2.
@@ -18,6 +21,7 @@ first token line, or a tag that is not of the scheme.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -28,6 +32,8 @@ from seqmodels.errors import DatasetError
 SCHEMES = {"BIO": "BI", "IOB2": "BI", "IOB1": "BI", "IOBES": "BIES", "BIOES": "BIES"}
 NO_LABEL = "-"  # the sentence label when the data has none
 COMMENT = re.compile(r"^#\s*(\w+)\s*=\s*(.*)$")
+
+log = logging.getLogger(__name__)
 
 
 def check_tag(tag: str, scheme: str, path: Path, line_no: int) -> None:
@@ -68,13 +74,17 @@ def read_conll(
     tags: list[str] = []
     label = NO_LABEL
     columns = None
+    line_nos: list[int] = []
+    opened_by_i: list[int] = []  # BIO files: lines where an I- tag opens a chunk (IOB1)
 
     def close() -> None:
-        nonlocal words, tags, label
+        nonlocal words, tags, label, line_nos
         if words:
-            fixed = iob1_to_iob2(tags) if scheme == "IOB1" else tags
+            fixed = iob1_to_iob2(tags) if SCHEMES[scheme] == "BI" else tags
+            if scheme in ("BIO", "IOB2"):
+                opened_by_i.extend(n for n, a, b in zip(line_nos, tags, fixed) if a != b)
             sentences.append(Utterance(words, fixed, label))
-        words, tags, label = [], [], NO_LABEL
+        words, tags, label, line_nos = [], [], NO_LABEL, []
 
     for line_no, line in enumerate(read_lines(path), start=1):
         fields = line.split()
@@ -110,9 +120,18 @@ def read_conll(
         check_tag(tag, scheme, path, line_no)
         words.append(fields[0])
         tags.append(tag)
+        line_nos.append(line_no)
     close()
     if not sentences:
         raise DatasetError(f"{path} holds no sentences (token lines)")
+    if opened_by_i:
+        log.warning(
+            "%s:%d: %d chunks open with I- (IOB1 tags, as in the original CoNLL-2003 files); "
+            "read as B-, as conlleval reads them (data.scheme=IOB1 says so and silences this)",
+            path,
+            opened_by_i[0],
+            len(opened_by_i),
+        )
     return sentences
 
 

@@ -58,6 +58,25 @@ def test_iob1_is_converted_to_iob2(tmp_path: Path) -> None:
     assert iob1_to_iob2(["I-x", "I-y", "I-y"]) == ["B-x", "B-y", "I-y"]
 
 
+def test_iob1_tags_in_a_bio_file_are_read_as_conlleval_reads_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The original CoNLL-2003 files are IOB1: read as BIO, their chunks open with I-, which a
+    BIO CRF never decodes; they are converted, with one warning naming file and line."""
+    path = write(tmp_path, "a B-x\nb I-x\n\nc O\nd I-y\ne I-y\nf B-y\n\ng I-x\n")
+    with caplog.at_level("WARNING"):
+        tags = [t for _, t, _ in sentences(path)]
+    assert tags == [["B-x", "I-x"], ["O", "B-y", "I-y", "B-y"], ["B-x"]]
+    [warning] = caplog.messages
+    assert warning.startswith(f"{path}:5: 2 chunks open with I- (IOB1 tags")
+    assert "data.scheme=IOB1" in warning
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        sentences(path, scheme="IOB1")
+        sentences(FIXTURE / "train.txt")  # IOB2 as it should be: nothing to say
+    assert caplog.messages == []
+
+
 def test_iobes_is_read_as_is_and_checked(tmp_path: Path) -> None:
     text = "a B-x\nb E-x\nc S-y\nd O\n"
     assert sentences(write(tmp_path, text), scheme="IOBES")[0][1] == ["B-x", "E-x", "S-y", "O"]
