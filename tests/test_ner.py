@@ -25,8 +25,11 @@ def test_ner_experiment_trains_iobes_on_wnut17(cfg_factory, tmp_path: Path, one_
     metrics = train(cfg)
     assert 0 <= metrics["test/f1"] <= 100
     ckpt = next((tmp_path / "checkpoints").glob("epoch_*.ckpt"))
-    tags = torch.load(ckpt, weights_only=True)["hyper_parameters"]["vocabs"]["tags"]
-    assert {"S-person", "E-person", "B-person", "I-person"} <= set(tags)
+    vocabs = torch.load(ckpt, weights_only=True)["hyper_parameters"]["vocabs"]
+    assert {"S-person", "E-person", "B-person", "I-person"} <= set(vocabs["tags"])
+    assert vocabs["word_forms"] == ["lower", "zero_digits"]
+    assert all(w == w.lower() for w in vocabs["words"]) and "0" in vocabs["words"]
+    assert any(c.isupper() for c in vocabs["chars"]) and "7" in vocabs["chars"]
     report = json.loads((tmp_path / "test_span_report.json").read_text())
     # IOBES gold spans are the BIO file's: 2 test batches of 256 sentences hold this many.
     assert report["micro"]["support"] > 100 and report["micro"]["f1"] == pytest.approx(
