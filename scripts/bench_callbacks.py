@@ -22,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from seqmodels.callbacks import GateStatsLogger, GradFlowLogger
-from seqmodels.train import CONFIG_DIR, build_module
+from seqmodels.commands.train import CONFIG_DIR, build_module
 
 
 def _seconds(fn) -> float:

@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from seqmodels.models import HandLSTM, hand_lstm_cuda
+from seqmodels.layers import HandLSTM
+from seqmodels.layers.hand_lstm import cuda as hand_lstm_cuda
 
 
 def _timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
@@ -178,7 +179,7 @@ def floor_shape(args: argparse.Namespace) -> tuple[float, float, float]:
     of the element-wise work between them (a floor for this design): ``x_t W_ih^T + b`` for
     ``INPUT_CHUNK`` steps at a time, and ``h_{t-1} W_hh^T`` added in place at every step.
     """
-    from seqmodels.models.hand_lstm_function import INPUT_CHUNK
+    from seqmodels.layers.hand_lstm.function import INPUT_CHUNK
 
     reference, hand, x, _ = _models(args, 1, False)
     w_ih_t, w_hh_t = (w.detach().t().contiguous() for w in (hand.weight_ih_l0, hand.weight_hh_l0))

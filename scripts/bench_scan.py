@@ -1,7 +1,7 @@
 """Throughput against sequence length: minGRU/minLSTM by parallel scan and by sequential steps,
 beside nn.LSTM and the Transformer, side by side in one process.
 
-Each encoder is built at its ``model=`` config's size (``seqmodels/conf/model/*.yaml``) over
+Each encoder is built at its ``model=`` config's size (``conf/model/*.yaml``) over
 128-d inputs; a training step is forward + backward of a loss over every output (no optimizer),
 inference a forward under ``torch.inference_mode``. The same minGRU/minLSTM weights run both
 ways (``encoder.parallel``), so the two columns differ only in how the recurrence is computed.
@@ -23,8 +23,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from seqmodels.commands.train import CONFIG_DIR
 from seqmodels.tasks.base import build_encoder
-from seqmodels.train import CONFIG_DIR
 
 INPUT_SIZE = 128
 # (label, model= config, how the min RNNs run)

@@ -1,6 +1,6 @@
 """Training and inference throughput of every ``model=`` on both tasks, at the default sizes.
 
-For each (task, model) it builds the real config (``seqmodels/conf/train.yaml`` with ``task=`` and
+For each (task, model) it builds the real config (``conf/train.yaml`` with ``task=`` and
 ``model=``), then measures:
 
 * **train**: tokens (characters, words) per second through ``Trainer.fit`` — Lightning's loop
@@ -36,7 +36,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import move_data_to_device
 from omegaconf import open_dict
 
-from seqmodels.train import CONFIG_DIR, build_module
+from seqmodels.commands.train import CONFIG_DIR, build_module
 
 MODELS = {
     "char_lm": ["rnn", "lstm", "gru", "hand_lstm", "mingru", "minlstm", "transformer"],

@@ -1,6 +1,6 @@
-"""Test a checkpoint: `python scripts/eval.py ckpt_path=<checkpoint>` (seqmodels/conf/eval.yaml)."""
+"""Test a checkpoint: `python scripts/eval.py ckpt_path=<checkpoint>` (conf/eval.yaml)."""
 
-from seqmodels.evaluate import main
+from seqmodels.commands.evaluate import main
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """Sample text from a char-LM checkpoint: `python scripts/generate.py ckpt_path=<ckpt>`."""
 
-from seqmodels.generate import main
+from seqmodels.commands.generate import main
 
 if __name__ == "__main__":
     main()

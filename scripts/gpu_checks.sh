@@ -21,7 +21,7 @@ step() {  # step NAME SECONDS CMD...: run with a limit, log to $OUT/NAME.log, pr
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__)"
 
-step pytest_gpu 150 $PY -m pytest -q -p no:cacheprovider tests/models/test_hand_lstm_cuda.py \
+step pytest_gpu 150 $PY -m pytest -q -p no:cacheprovider tests/layers/test_hand_lstm_cuda.py \
     tests/test_scale.py -k "cuda or gpu"
 step bench_rnn 120 $PY scripts/bench_rnn.py --device cuda
 

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqmodels.errors import UserError
-from seqmodels.long_range_report import plot_grad_flow
+from seqmodels.commands.long_range_report import plot_grad_flow
+from seqmodels.core.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from seqmodels.errors import UserError
-from seqmodels.long_range_report import collect_sweep, plot_sweep
+from seqmodels.commands.long_range_report import collect_sweep, plot_sweep
+from seqmodels.core.errors import UserError
 from seqmodels.tasks.long_range import ADDING_CHANCE_MSE
 
 

@@ -1,6 +1,6 @@
 """Compare a sweep's jobs: `python scripts/report.py <multirun or runs folder>`."""
 
-from seqmodels.report import main
+from seqmodels.commands.report import main
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
-"""Train a model: `python scripts/train.py model=bilstm` (see seqmodels/conf/train.yaml)."""
+"""Train a model: `python scripts/train.py model=bilstm` (see conf/train.yaml)."""
 
-from seqmodels.train import main
+from seqmodels.commands.train import main
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from seqmodels.train import CONFIG_DIR
+from seqmodels.commands.train import CONFIG_DIR
 
 # Under pytest-xdist (`make test` runs one worker per core) every worker and the processes
 # its tests start use one thread: threads waiting for a core another worker holds spin.

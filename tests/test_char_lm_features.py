@@ -11,15 +11,15 @@ import torch
 from conftest import make_cfg, single_thread
 from test_eval import eval_cfg
 
+from seqmodels.commands.evaluate import evaluate
+from seqmodels.commands.export import export_checkpoint
+from seqmodels.commands.tag import Tagger
+from seqmodels.commands.train import train
+from seqmodels.core.errors import ConfigError
 from seqmodels.data.char_ids import encode_chars, pad_chars
 from seqmodels.data.vocab import Vocab
-from seqmodels.errors import ConfigError
-from seqmodels.evaluate import evaluate
-from seqmodels.export import export_checkpoint
-from seqmodels.models.char_lm_features import CharLMFeatures, resolve_char_lms
 from seqmodels.nets import load_net
-from seqmodels.tag import Tagger
-from seqmodels.train import train
+from seqmodels.nets.char_lm_features import CharLMFeatures, resolve_char_lms
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "conll_ner"
 SENTENCES = [["Peter", "Blackburn", "said", "New", "York"], ["EU", "."]]

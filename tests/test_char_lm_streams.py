@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from seqmodels.commands.train import train
 from seqmodels.data import CharLMDataModule
 from seqmodels.data.streams import IGNORE, Streams
 from seqmodels.tasks import CharLM
-from seqmodels.train import train
 
 MODEL = {"cell": "lstm", "embedding_dim": 8, "hidden_size": 12, "num_layers": 2, "dropout": 0.0}
 ADAM = {"_target_": "torch.optim.Adam", "lr": 0.01}

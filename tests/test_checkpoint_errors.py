@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import run_eval_cli
 
-from seqmodels.checkpoints import read_checkpoint
-from seqmodels.errors import CheckpointError, UserError
+from seqmodels.core.checkpoints import read_checkpoint
+from seqmodels.core.errors import CheckpointError, UserError
 
 
 def write_foreign(kind: str, path: Path) -> Path:

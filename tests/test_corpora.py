@@ -98,7 +98,7 @@ def test_enwik8_comes_from_its_zip_with_the_canonical_split(enwik8, tmp_path) ->
 
 
 def test_val_and_test_are_reported_separately(enwik8, cfg_factory, tmp_path, one_thread) -> None:
-    from seqmodels.train import train
+    from seqmodels.commands.train import train
 
     cfg = cfg_factory(
         "task=char_lm",

@@ -14,10 +14,10 @@ import torch
 from conftest import make_cfg
 from test_eval import eval_cfg
 
-from seqmodels.errors import CheckpointError
-from seqmodels.evaluate import evaluate, load_module
+from seqmodels.commands.evaluate import evaluate, load_module
+from seqmodels.commands.train import train
+from seqmodels.core.errors import CheckpointError
 from seqmodels.nets import load_net
-from seqmodels.train import train
 
 
 @pytest.fixture(scope="module")

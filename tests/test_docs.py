@@ -29,7 +29,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob, IntervalSweep, Override
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from seqmodels.train import train
+from seqmodels.commands.train import train
 
 PAGES = sorted([REPO / "README.md", *(REPO / "docs").rglob("*.md")])
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -237,7 +237,7 @@ def invocation(command: Command, variables: dict[str, str]) -> Invocation | None
             break
         if (match := CONSOLE.match(word)) and word in console_scripts():
             module = console_scripts()[word]
-            script = {"seqmodels.evaluate": "eval"}.get(module, module.split(".")[-1])
+            script = {"seqmodels.commands.evaluate": "eval"}.get(module, module.split(".")[-1])
             rest = words[i + 1 :]
             break
         if word == "make" and words[i + 1 : i + 2] == ["train"]:

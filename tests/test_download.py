@@ -158,7 +158,7 @@ def test_ensure_dataset_without_download_says_where_to_get_it(registry, tmp_path
 
 def test_training_on_a_dataset_that_fails_to_download(cfg_factory, registry, tmp_path) -> None:
     """Through ``train()``: the char LM's dataset comes from the registry entry."""
-    from seqmodels.train import train
+    from seqmodels.commands.train import train
 
     download.DATASETS["tiny"] = [RemoteFile("input.txt", f"{registry}/input.txt", WRONG)]
     cfg = cfg_factory("task=char_lm", "data.name=tiny", f"paths.data_dir={tmp_path}/cache")

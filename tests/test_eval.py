@@ -12,9 +12,9 @@ from conftest import DATA_DIR, requires_data, run_eval_cli
 from hydra import compose, initialize_config_dir
 from seqeval.metrics import f1_score
 
-from seqmodels.errors import CheckpointError
-from seqmodels.evaluate import evaluate
-from seqmodels.train import CONFIG_DIR, train
+from seqmodels.commands.evaluate import evaluate
+from seqmodels.commands.train import CONFIG_DIR, train
+from seqmodels.core.errors import CheckpointError
 
 
 def eval_cfg(ckpt_path: Path, output_dir: Path, *overrides: str):

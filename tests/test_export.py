@@ -12,13 +12,13 @@ import torch
 from conftest import run_script
 from test_nets import OPTIMIZER, old_checkpoint, shapes_of
 
+from seqmodels.commands.export import META_FILE, export_checkpoint, flip_within
+from seqmodels.commands.tag import Tagger
+from seqmodels.core.errors import ConfigError
 from seqmodels.data.char_ids import encode_chars, pad_chars
 from seqmodels.data.vocab import UNK, Vocab
-from seqmodels.errors import ConfigError
-from seqmodels.export import META_FILE, export_checkpoint, flip_within
 from seqmodels.nets import CharLMNet, SlotTaggerNet, load_net
-from seqmodels.sampler import CharSampler
-from seqmodels.tag import Tagger
+from seqmodels.nets.sampler import CharSampler
 
 pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 

@@ -11,7 +11,7 @@ from tb_events import scalar_tags
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seqmodels.callbacks.gate_stats import gate_statistics
-from seqmodels.train import train
+from seqmodels.commands.train import train
 
 
 def test_statistics_of_known_gates_over_valid_steps_only():

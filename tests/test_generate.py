@@ -11,10 +11,10 @@ import torch
 from conftest import make_cfg, requires_data, run_script
 from hydra import compose, initialize_config_dir
 
-from seqmodels.generate import SEPARATOR, generate
-from seqmodels.sampler import CharSampler, UnknownCharactersError, next_token_probs
+from seqmodels.commands.generate import SEPARATOR, generate
+from seqmodels.commands.train import CONFIG_DIR, train
+from seqmodels.nets.sampler import CharSampler, UnknownCharactersError, next_token_probs
 from seqmodels.tasks import CharLM
-from seqmodels.train import CONFIG_DIR, train
 
 VOCAB = list("\n !',.:;?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 

@@ -15,10 +15,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from seqmodels.callbacks.grad_flow import GradFlowLogger, by_distance, first_rows, gradient_flow
-from seqmodels.errors import ConfigError, UserError
-from seqmodels.long_range_report import read_curves
+from seqmodels.commands.long_range_report import read_curves
+from seqmodels.commands.train import train
+from seqmodels.core.errors import ConfigError, UserError
 from seqmodels.tasks import CharLM, SlotTagger
-from seqmodels.train import train
 
 B, T = 5, 12
 OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3}

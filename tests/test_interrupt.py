@@ -15,8 +15,8 @@ import torch
 from conftest import REPO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from seqmodels.errors import NonFiniteLossError
-from seqmodels.train import train
+from seqmodels.commands.train import train
+from seqmodels.core.errors import NonFiniteLossError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

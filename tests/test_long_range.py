@@ -9,11 +9,11 @@ import pytest
 import torch
 from tb_events import scalar_tags
 
+from seqmodels.commands.long_range_report import collect_sweep, plot_sweep
+from seqmodels.commands.train import train
+from seqmodels.core.errors import ConfigError
 from seqmodels.data import LongRangeDataModule
 from seqmodels.data.generators import adding_batch, copy_batch
-from seqmodels.errors import ConfigError
-from seqmodels.long_range_report import collect_sweep, plot_sweep
-from seqmodels.train import train
 
 
 def _gen(seed: int) -> torch.Generator:

@@ -11,9 +11,9 @@ import torch
 from conftest import requires_data
 from seqeval.metrics import f1_score, precision_score, recall_score
 
+from seqmodels.commands.train import train
 from seqmodels.metrics import SentenceAccuracy, SpanF1, spans
 from seqmodels.tasks import SlotTagger
-from seqmodels.train import train
 
 ODD_TAGS = ["O", "B-a", "I-a", "B-b", "I-b", "E-a", "S-b", "I-c", "B-a.b", "I-a-b", "<unk>"]
 

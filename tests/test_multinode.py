@@ -18,8 +18,8 @@ from hydra import compose, initialize_config_dir
 from tb_events import scalar_steps, scalar_tags
 from test_ddp_agreement import free_port
 
-from seqmodels.evaluate import evaluate
-from seqmodels.train import CONFIG_DIR
+from seqmodels.commands.evaluate import evaluate
+from seqmodels.commands.train import CONFIG_DIR
 
 TINY_RUN = [
     "model.embedding_dim=16",

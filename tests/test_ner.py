@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import DATA_DIR
 
-from seqmodels.errors import ConfigError
-from seqmodels.train import train
+from seqmodels.commands.train import train
+from seqmodels.core.errors import ConfigError
 
 requires_wnut = pytest.mark.skipif(
     not (DATA_DIR / "wnut17" / "train.conll").is_file(),

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import REPO
 
-from seqmodels.errors import CheckpointError
-from seqmodels.evaluate import load_module
+from seqmodels.commands.evaluate import load_module
+from seqmodels.core.errors import CheckpointError
 from seqmodels.nets import CharLMNet, LongRangeNet, SlotTaggerNet, load_net
 
 VOCABS = {
@@ -106,7 +106,7 @@ def test_the_long_range_net_has_the_task_modules_names() -> None:
 
 def test_inference_imports_no_training_stack() -> None:
     code = (
-        "import sys; import seqmodels.tag, seqmodels.generate, seqmodels.nets; "
+        "import sys; import seqmodels.commands.tag, seqmodels.commands.generate, seqmodels.nets; "
         "heavy = ('lightning', 'pytorch_lightning', 'lightning_fabric', 'torchmetrics', "
         "'sklearn', 'seqeval'); "
         "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))"

@@ -11,8 +11,8 @@ from conftest import TINY, requires_data, run_script, run_train_cli
 from matplotlib.image import imread
 from tb_events import scalar_tags
 
-from seqmodels.evaluate import load_module
-from seqmodels.report import ReportError, curves_figure, find_jobs, main, report
+from seqmodels.commands.evaluate import load_module
+from seqmodels.commands.report import ReportError, curves_figure, find_jobs, main, report
 
 TINY_CLI = [o for o in TINY if not o.startswith("model.hidden_size")]
 

@@ -19,10 +19,10 @@ from conftest import DATA_DIR, REPO, run_train_cli
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
+from seqmodels.commands.train import build_module, train
+from seqmodels.core.errors import ConfigError, DatasetError, UserError
 from seqmodels.data.vocab import UNK
-from seqmodels.errors import ConfigError, DatasetError, UserError
 from seqmodels.tasks import CausalEncoderRequired
-from seqmodels.train import build_module, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

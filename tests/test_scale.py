@@ -17,10 +17,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.strategies import DDPStrategy
 from tb_events import scalar_tags
 
-from seqmodels.errors import CheckpointError
-from seqmodels.evaluate import evaluate
-from seqmodels.report import report
-from seqmodels.train import CONFIG_DIR, train, warn_if_resuming_elsewhere
+from seqmodels.commands.evaluate import evaluate
+from seqmodels.commands.report import report
+from seqmodels.commands.train import CONFIG_DIR, train, warn_if_resuming_elsewhere
+from seqmodels.core.errors import CheckpointError
 
 SWEEP_PLUGINS = ("optuna_sweeper", "joblib_launcher", "submitit_launcher")
 

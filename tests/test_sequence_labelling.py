@@ -9,9 +9,9 @@ import torch
 from conftest import requires_data
 from test_eval import eval_cfg, read_conll
 
-from seqmodels.errors import ConfigError
-from seqmodels.evaluate import evaluate
-from seqmodels.train import train
+from seqmodels.commands.evaluate import evaluate
+from seqmodels.commands.train import train
+from seqmodels.core.errors import ConfigError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "conll_ner"
 

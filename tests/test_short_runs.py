@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import requires_data
 
-from seqmodels.errors import ConfigError
-from seqmodels.train import train
+from seqmodels.commands.train import train
+from seqmodels.core.errors import ConfigError
 
 SHORT_RUNS = {
     "max_steps within the first epoch": ["trainer.max_steps=2"],

@@ -15,12 +15,12 @@ from conftest import DATA_DIR, REPO, make_cfg, requires_data, run_script, single
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from seqmodels.commands.tag import Tagger, entities_of, tag
+from seqmodels.commands.train import CONFIG_DIR, train
+from seqmodels.core.errors import CheckpointError, ConfigError
 from seqmodels.data.raw_text import Token
 from seqmodels.data.slot_filling import encode_chars, pad_chars
-from seqmodels.errors import CheckpointError, ConfigError
 from seqmodels.nets import load_net
-from seqmodels.tag import Tagger, entities_of, tag
-from seqmodels.train import CONFIG_DIR, train
 
 RAW = "Show me flights from Denver, to Boston on Monday!"
 RESULT_KEYS = {"text", "intent", "entities", "tokens", "tags"}

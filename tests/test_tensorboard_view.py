@@ -22,8 +22,8 @@ import pytest
 from conftest import TINY, make_cfg, requires_data, run_train_cli
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from seqmodels.tensorboard_view import run_hparams, run_name
-from seqmodels.train import train
+from seqmodels.commands.train import train
+from seqmodels.plumbing.tensorboard_view import run_hparams, run_name
 
 EVERY = 3  # grad_norm every 3 steps; 4 train batches a run's epoch
 
@@ -203,7 +203,7 @@ def test_run_names_say_what_the_run_is() -> None:
 
 def test_hparams_are_plain_values_without_callbacks() -> None:
     cfg = make_cfg(Path(os.devnull), "task=char_lm", "data=tinyshakespeare")
-    from seqmodels.train import plain
+    from seqmodels.commands.train import plain
 
     hparams = run_hparams(plain(cfg), ["model.hidden_size=16", "paths.output_dir=/x"])
     assert hparams["optimizer"] == "AdamW" and hparams["scheduler"] == "none"

@@ -9,7 +9,7 @@ from tb_events import scalar_tags
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugin_util import markdown_to_safe_html
 
-from seqmodels.train import train
+from seqmodels.commands.train import train
 
 CHAR_LM = [
     "task=char_lm",

@@ -12,13 +12,13 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from seqmodels.cli import CONFIG_DIR
+from seqmodels.commands.generate import generate
+from seqmodels.core.errors import DatasetError
 from seqmodels.data import CharLMDataModule, token_file
 from seqmodels.data.streams import Streams
 from seqmodels.data.text_codec import TextCodec
 from seqmodels.data.token_file import TokenSpan, encode_file, open_bytes, scan_vocab
-from seqmodels.errors import DatasetError
-from seqmodels.generate import generate
+from seqmodels.plumbing.cli import CONFIG_DIR
 
 # ASCII, 2-, 3- and 4-byte characters, with long ASCII stretches between them
 MIXED = ("plain ascii text\n" * 40 + "naïve café – ünïcödé 中文字 🙂\n") * 60
@@ -179,7 +179,7 @@ def test_byte_codec_round_trips_and_shows_invalid_bytes_as_replacement(tmp_path)
 
 
 def test_byte_unit_trains_on_any_file(cfg_factory, tmp_path: Path, one_thread) -> None:
-    from seqmodels.train import train
+    from seqmodels.commands.train import train
 
     path = tmp_path / "binary.dat"
     path.write_bytes(bytes(np.random.default_rng(0).integers(0, 256, 6000, dtype=np.uint8)))
@@ -212,7 +212,7 @@ def generate_cfg(ckpt: Path, *overrides: str):
 
 
 def test_a_backward_model_writes_what_comes_before_the_prompt(cfg_factory, tmp_path, one_thread):
-    from seqmodels.train import train
+    from seqmodels.commands.train import train
 
     path = write(tmp_path / "t.txt", "abcdefgh\n" * 800)
     train(
@@ -227,8 +227,8 @@ def test_a_backward_model_writes_what_comes_before_the_prompt(cfg_factory, tmp_p
 
 def test_a_checkpoint_from_before_token_files_still_evaluates(cfg_factory, tmp_path, one_thread):
     """Checkpoints written before data.unit / data.reverse / data.cache_dir existed."""
-    from seqmodels.evaluate import evaluate
-    from seqmodels.train import train
+    from seqmodels.commands.evaluate import evaluate
+    from seqmodels.commands.train import train
 
     path = write(tmp_path / "t.txt", "the cat sat on the mat\n" * 300)
     train(cfg_factory("task=char_lm", f"data.path={path}", "data.block_size=16"))
@@ -255,7 +255,7 @@ def test_a_checkpoint_from_before_token_files_still_evaluates(cfg_factory, tmp_p
 
 
 def test_bad_options_are_named(tmp_path: Path) -> None:
-    from seqmodels.errors import ConfigError
+    from seqmodels.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"^data.unit must be one of char, byte, got 'word'$"):
         CharLMDataModule(unit="word")

@@ -12,8 +12,8 @@ from conftest import requires_data
 from hydra.errors import ConfigCompositionException
 from tb_events import scalar_tags
 
+from seqmodels.commands.train import train
 from seqmodels.tasks import CausalEncoderRequired, CharLM, SlotTagger
-from seqmodels.train import train
 
 UNIDIRECTIONAL = ["rnn", "lstm", "gru", "hand_lstm"]
 ALL_MODELS = [*UNIDIRECTIONAL, "bilstm", "hand_bilstm"]

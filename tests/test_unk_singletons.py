@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from seqmodels.core.errors import ConfigError
 from seqmodels.data.conll import ConllDataModule
-from seqmodels.errors import ConfigError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "conll_ner"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, make_cfg, requires_data, run_script, single_thread
 
-from seqmodels.train import train
+from seqmodels.commands.train import train
 
 pytestmark = requires_data
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import sysconfig
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -32,10 +33,8 @@ def run(*cmd: str | Path, cwd: Path, stdin: str | None = None) -> subprocess.Com
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """A fresh venv holding the wheel only; its dependencies come from this interpreter's
-    site-packages through a path file (the editable install there is not seen: path files
-    inside an added folder are not processed)."""
+def wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built as ``pip install .`` builds it."""
     root = tmp_path_factory.mktemp("wheel")
     # Built from a copy: setuptools writes build/ beside the sources.
     source = root / "source"
@@ -43,7 +42,16 @@ def installed(tmp_path_factory) -> Path:
     shutil.copytree(REPO, source, ignore=skip)
     pip_wheel = ("-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", root / "dist")
     run(sys.executable, *pip_wheel, source, cwd=root)
-    (wheel,) = (root / "dist").glob("seqmodels-*.whl")
+    (built,) = (root / "dist").glob("seqmodels-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def installed(wheel: Path) -> Path:
+    """A fresh venv holding the wheel only; its dependencies come from this interpreter's
+    site-packages through a path file (the editable install there is not seen: path files
+    inside an added folder are not processed)."""
+    root = wheel.parents[1]
     env_dir = root / "venv"
     venv.create(env_dir, with_pip=False)
     python = env_dir / "bin" / "python"
@@ -53,6 +61,20 @@ def installed(tmp_path_factory) -> Path:
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", wheel, cwd=root)
     return env_dir / "bin"
+
+
+def test_the_wheel_holds_every_config_and_module(wheel: Path) -> None:
+    """conf/ at the top of the checkout ships as seqmodels/conf; no YAML or module is left out
+    (a package missing from pyproject.toml's list would be)."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    configs = {
+        f"seqmodels/conf/{p.relative_to(REPO / 'conf')}" for p in (REPO / "conf").rglob("*.yaml")
+    }
+    modules = {str(p.relative_to(REPO)) for p in (REPO / "seqmodels").rglob("*.py")}
+    assert len(configs) > 50 and "seqmodels/conf/train.yaml" in configs
+    assert configs - names == set()
+    assert modules - names == set()
 
 
 @requires_data

@@ -8,13 +8,13 @@ import pytest
 import torch
 from test_eval import eval_cfg
 
+from seqmodels.commands.evaluate import evaluate
+from seqmodels.commands.tag import Tagger
+from seqmodels.commands.train import train
+from seqmodels.core.errors import ConfigError
 from seqmodels.data.conll import ConllDataModule
 from seqmodels.data.word_forms import check_word_forms, word_form
-from seqmodels.errors import ConfigError
-from seqmodels.evaluate import evaluate
 from seqmodels.nets import load_net
-from seqmodels.tag import Tagger
-from seqmodels.train import train
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "conll_ner"
 

@@ -12,12 +12,12 @@ import torch
 from conftest import make_cfg
 from test_eval import eval_cfg
 
+from seqmodels.commands.evaluate import evaluate
+from seqmodels.commands.tag import Tagger
+from seqmodels.commands.train import train
+from seqmodels.core.errors import ConfigError, DatasetError
 from seqmodels.data.word_vectors import coverage, read_word_vectors
-from seqmodels.errors import ConfigError, DatasetError
-from seqmodels.evaluate import evaluate
 from seqmodels.nets import load_net
-from seqmodels.tag import Tagger
-from seqmodels.train import train
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "conll_ner"
 ROWS = {"the": [0.5, -1.0, 2.0], "york": [1.0, 2.0, 3.0], "Germany": [0.25, 0.0, -4.5]}

@@ -1,4 +1,5 @@
-"""Callbacks Lightning does not ship."""
+"""Callbacks Lightning does not ship: gradient norms and flow, gate statistics, text samples,
+checkpoint extras, CPU budgets, interrupts. May import core, data, layers, nets and tasks."""
 
 from seqmodels.callbacks.checkpoint_extras import RNGState, SaveRunConfig
 from seqmodels.callbacks.cpu_budget import CPUTimeBudget

@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from seqmodels.distributed import gathered, own_share
+from seqmodels.core.distributed import gathered, own_share
 
 
 class SaveRunConfig(L.Callback):

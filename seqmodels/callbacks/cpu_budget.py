@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from seqmodels.errors import ConfigError
+from seqmodels.core.errors import ConfigError
 
 
 class CPUTimeBudget(L.Callback):

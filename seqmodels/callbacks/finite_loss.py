@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from seqmodels.errors import NonFiniteLossError
+from seqmodels.core.errors import NonFiniteLossError
 
 NEVER = torch.iinfo(torch.int64).max  # "no bad step yet", so a min over processes finds one
 

@@ -10,8 +10,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch import Tensor
 
 from seqmodels.callbacks.grad_flow import first_rows, task_problem
-from seqmodels.errors import ConfigError
-from seqmodels.models.gates import GATE_NAMES, cell_kind, unroll
+from seqmodels.core.errors import ConfigError
+from seqmodels.layers.gates import GATE_NAMES, cell_kind, unroll
 
 SATURATED = (0.05, 0.95)  # a sigmoid gate below / above these is (nearly) shut / open
 
@@ -35,7 +35,7 @@ def gate_statistics(gates: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]
 class GateStatsLogger(L.Callback):
     """Once per validation (rank 0 only, not in the sanity check), on the first validation
     batch (its first ``max_batch`` sequences): replay the encoder with its own weights
-    (:func:`seqmodels.models.gates.unroll`) and log, per layer and direction,
+    (:func:`seqmodels.layers.gates.unroll`) and log, per layer and direction,
     ``gates/l<k>[_reverse]/<gate>_mean``, ``..._saturated``, ``..._abs_mean`` and (TensorBoard)
     a histogram ``gates/l<k>[_reverse]/<gate>`` of every value.
 

@@ -27,8 +27,8 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from seqmodels.errors import ConfigError
-from seqmodels.models.gates import unroll
+from seqmodels.core.errors import ConfigError
+from seqmodels.layers.gates import unroll
 
 LOGGED_DISTANCES = (1, 4, 16, 64)
 # What the measurement needs from a task: the encoder's inputs [B, T, D], the lengths (None:

@@ -6,7 +6,7 @@ import lightning as L
 from lightning.pytorch.utilities import grad_norm
 from torch.optim import Optimizer
 
-from seqmodels.errors import ConfigError
+from seqmodels.core.errors import ConfigError
 
 
 class GradNormLogger(L.Callback):

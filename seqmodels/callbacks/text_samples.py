@@ -8,9 +8,9 @@ import lightning as L
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from seqmodels.core.errors import ConfigError
 from seqmodels.data.text_codec import TextCodec
-from seqmodels.errors import ConfigError
-from seqmodels.sampler import CharSampler, UnknownCharactersError, check_options
+from seqmodels.nets.sampler import CharSampler, UnknownCharactersError, check_options
 
 log = logging.getLogger(__name__)
 

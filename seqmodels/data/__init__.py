@@ -1,4 +1,5 @@
-"""Datasets: pinned downloads, vocabularies and one DataModule per task.
+"""Datasets: pinned downloads, readers per format, vocabularies, token files and one
+DataModule per task. Imports :mod:`seqmodels.core` only.
 
 Imported on first use, so that the plain helpers beside them (vocabularies, tokenising typed
 text, character ids), which inference reads, load without Lightning.

@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
+from seqmodels.core.errors import ConfigError
 from seqmodels.data.corpora import DEFAULT, LAYOUTS, PARTS, PREPARE, Layout
 from seqmodels.data.download import DatasetError, ensure_dataset
 from seqmodels.data.resumable import ResumableDataLoader
@@ -26,7 +27,6 @@ from seqmodels.data.token_file import (
     scan_vocab,
 )
 from seqmodels.data.vocab import Vocab
-from seqmodels.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

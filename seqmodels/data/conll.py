@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from seqmodels.core.errors import ConfigError, DatasetError
 from seqmodels.data.conll_files import SCHEMES, iob2_to_iobes, read_conll
 from seqmodels.data.slot_files import Utterance
 from seqmodels.data.slot_filling import SlotFillingDataModule
-from seqmodels.errors import ConfigError, DatasetError
 
 ENCODINGS = (None, "IOBES")
 DEFAULT_FILES = {"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}

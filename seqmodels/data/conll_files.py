@@ -25,9 +25,9 @@ import logging
 import re
 from pathlib import Path
 
+from seqmodels.core.errors import DatasetError
 from seqmodels.data.slot_files import Utterance
 from seqmodels.data.text_files import read_lines
-from seqmodels.errors import DatasetError
 
 SCHEMES = {"BIO": "BI", "IOB2": "BI", "IOB1": "BI", "IOBES": "BIES", "BIOES": "BIES"}
 NO_LABEL = "-"  # the sentence label when the data has none

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqmodels.errors import DatasetError
+from seqmodels.core.errors import DatasetError
 
 PARTS = ("train", "val", "test")
 

@@ -19,7 +19,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from seqmodels.errors import DatasetError
+from seqmodels.core.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from seqmodels.core.errors import ConfigError
 from seqmodels.data.generators import adding_batch, copy_batch
-from seqmodels.errors import ConfigError
 
 PROBLEMS = ("adding", "copy")
 SPLITS = ("train", "val", "test")

@@ -12,13 +12,13 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader
 
+from seqmodels.core.errors import ConfigError
 from seqmodels.data.char_ids import encode_chars, pad_chars
 from seqmodels.data.download import ensure_dataset
 from seqmodels.data.sampling import split_loader
 from seqmodels.data.slot_files import SPLITS, Utterance, read_split
 from seqmodels.data.vocab import PAD, UNK, Vocab
 from seqmodels.data.word_forms import check_word_forms, word_form, word_forms_of
-from seqmodels.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import codecs
 from collections.abc import Mapping
 from typing import Any
 
-from seqmodels.errors import ConfigError
+from seqmodels.core.errors import ConfigError
 
 UNITS = ("char", "byte")
 

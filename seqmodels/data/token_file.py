@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from seqmodels.core.errors import DatasetError
 from seqmodels.data.text_codec import UNITS, check_unit
-from seqmodels.errors import DatasetError
 
 __all__ = ["UNITS", "TokenFile", "TokenSpan", "check_unit", "encode_file", "open_bytes"]
 CHUNK = 1 << 23  # bytes of text per step (8 MiB: the arrays of a step stay small)

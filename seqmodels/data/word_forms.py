@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-from seqmodels.errors import ConfigError
+from seqmodels.core.errors import ConfigError
 
 __all__ = ["WORD_FORMS", "check_word_forms", "word_form", "word_forms_of"]
 

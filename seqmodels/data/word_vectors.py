@@ -25,7 +25,7 @@ from typing import IO
 
 import torch
 
-from seqmodels.errors import DatasetError
+from seqmodels.core.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,24 @@
-"""Task metrics that torchmetrics does not ship."""
+"""Task metrics that torchmetrics does not ship, and span chunking by conlleval's rules
+(:mod:`.chunks`). Imports :mod:`seqmodels.core` only.
 
-from seqmodels.metrics.sentence_accuracy import SentenceAccuracy
-from seqmodels.metrics.span_f1 import SpanF1, spans
+The metric classes load on first use, so that :mod:`.chunks`, which ``tag.py`` reads, loads
+without torchmetrics or seqeval.
+"""
 
-__all__ = ["SentenceAccuracy", "SpanF1", "spans"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "SentenceAccuracy": "seqmodels.metrics.sentence_accuracy",
+    "SpanF1": "seqmodels.metrics.span_f1",
+    "spans": "seqmodels.metrics.span_f1",
+}
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'seqmodels.metrics' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

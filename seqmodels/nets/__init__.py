@@ -4,7 +4,9 @@
 logic and are built from the plain hyperparameters a checkpoint stores. The LightningModules in
 :mod:`seqmodels.tasks` subclass them (adding losses, metrics and optimizers), so a checkpoint's
 weights load into either under the same names. :func:`load_net` reads one from a checkpoint
-without importing Lightning, torchmetrics or Hydra.
+without importing Lightning, torchmetrics or Hydra. The parts only a network needs (the
+tagger's inputs and decoders, char-LM features, the text sampler) live here too. May import
+core, data and layers.
 """
 
 from seqmodels.nets.char_lm import CharLMNet

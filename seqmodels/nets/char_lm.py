@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqmodels.errors import ConfigError
-from seqmodels.models.encoders import State
+from seqmodels.core.errors import ConfigError
+from seqmodels.layers.encoders import State
 from seqmodels.nets.parts import build_embedding, build_encoder
 
 

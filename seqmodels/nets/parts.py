@@ -6,9 +6,11 @@ from typing import Any
 
 from torch import nn
 
-from seqmodels.errors import ConfigError
-from seqmodels.models import RNNEncoder
-from seqmodels.models.encoders import OTHER_CELLS, other_encoder
+from seqmodels.layers import RNNEncoder
+from seqmodels.layers.encoders import OTHER_CELLS, other_encoder
+from seqmodels.layers.word_embedding import build_embedding
+
+__all__ = ["ENCODER_KEYS", "build_embedding", "build_encoder"]
 
 ENCODER_KEYS = (
     "cell",
@@ -26,14 +28,3 @@ def build_encoder(model: dict[str, Any], input_size: int) -> nn.Module:
     if model.get("cell") in OTHER_CELLS:  # minGRU/minLSTM, Transformer
         return other_encoder(model, input_size)
     return RNNEncoder(input_size=input_size, **{k: model[k] for k in ENCODER_KEYS if k in model})
-
-
-def build_embedding(
-    model: dict[str, Any], num_embeddings: int, padding_idx: int | None
-) -> nn.Embedding:
-    """Token embeddings; ``padding_idx`` only where that id is padding (its row stays zero and
-    never learns), ``None`` where every id is a real token (the char LM's id 0 is a character)."""
-    dim = model.get("embedding_dim", 0)
-    if dim < 1:
-        raise ConfigError(f"model.embedding_dim must be >= 1, got {dim}")
-    return nn.Embedding(num_embeddings, dim, padding_idx=padding_idx)

@@ -8,15 +8,15 @@ import torch
 from torch import nn
 
 from seqmodels.data.vocab import UNK
-from seqmodels.models.word_embedding import build_word_embedding
+from seqmodels.layers.word_embedding import build_word_embedding
 from seqmodels.nets.parts import build_encoder
-from seqmodels.tasks.slot_inputs import IntentToSlot, StateAttention, WordInputs, build_decoder
+from seqmodels.nets.slot_inputs import IntentToSlot, StateAttention, WordInputs, build_decoder
 
 
 class SlotTaggerNet(nn.Module):
     """embedding -> encoder -> linear over tags; max-pooled states -> linear over intents.
 
-    Options (see :mod:`seqmodels.tasks.slot_inputs`): ``decoder="crf"`` puts a linear-chain CRF
+    Options (see :mod:`seqmodels.nets.slot_inputs`): ``decoder="crf"`` puts a linear-chain CRF
     on the tag scores (BIO-constrained Viterbi); ``model.char_features`` adds a char CNN/Bi-LSTM
     vector to each word; ``model.word_dropout`` replaces training words by ``<unk>``;
     ``model.intent_to_slot`` feeds the pooled intent representation to the tag head;

@@ -1,7 +1,6 @@
-"""LightningModules, one per task; each drives whichever encoder `model=` picks.
-
-Imported on first use, so that ``seqmodels.tasks.slot_inputs`` (layers the networks in
-:mod:`seqmodels.nets` build) loads without Lightning.
+"""LightningModules, one per task (loss, metrics, optimizers, logging; no layers defined
+here); each subclasses its network from :mod:`seqmodels.nets` and drives whichever encoder
+``model=`` picks. May import core, data, metrics, layers and nets. Classes load on first use.
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ import torch
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
+from seqmodels.core.distributed import gathered, own_share
 from seqmodels.data.streams import IGNORE
-from seqmodels.distributed import gathered, own_share
-from seqmodels.models.encoders import State
+from seqmodels.layers.encoders import State
 from seqmodels.nets.char_lm import CausalEncoderRequired, CharLMNet, require_causal
 from seqmodels.tasks.base import SequenceTask
 

@@ -8,7 +8,7 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from seqmodels.errors import ConfigError
+from seqmodels.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

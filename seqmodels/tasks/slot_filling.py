@@ -20,7 +20,7 @@ from seqmodels.tasks.span_logging import log_test_span_report
 class SlotTagger(SlotTaggerNet, SequenceTask):
     """embedding -> encoder -> linear over tags; max-pooled states -> linear over intents.
 
-    Options (see :mod:`seqmodels.tasks.slot_inputs`): ``decoder="crf"`` puts a linear-chain CRF
+    Options (see :mod:`seqmodels.nets.slot_inputs`): ``decoder="crf"`` puts a linear-chain CRF
     on the tag scores (BIO-constrained Viterbi); ``model.char_features`` adds a char CNN/Bi-LSTM
     vector to each word; ``model.word_dropout`` replaces training words by ``<unk>``;
     ``model.intent_to_slot`` feeds the pooled intent representation to the tag head;

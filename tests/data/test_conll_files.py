@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from seqmodels.core.errors import DatasetError
 from seqmodels.data.conll_files import iob1_to_iob2, read_conll
-from seqmodels.errors import DatasetError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "conll_ner"
 

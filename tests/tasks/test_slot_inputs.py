@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqmodels.errors import ConfigError
-from seqmodels.tasks.slot_inputs import (
+from seqmodels.core.errors import ConfigError
+from seqmodels.nets.slot_inputs import (
     IntentToSlot,
     StateAttention,
     WordInputs,

@@ -1,0 +1,186 @@
+"""minGRU and minLSTM (Feng et al. 2024, "Were RNNs All We Needed?"), stacked into an encoder.
+
+Their gates read the current input only, never ``h_{t-1}``, so every layer is the linear
+recurrence ``h_t = a_t h_{t-1} + b_t`` of :mod:`seqmodels.layers.parallel_scan`:
+
+    minGRU:   z_t = σ(W_z x_t + b_z)          h~_t = g(W_h x_t + b_h)
+              h_t = (1 - z_t) h_{t-1} + z_t h~_t
+    minLSTM:  f_t = σ(W_f x_t + b_f)          i_t = σ(W_i x_t + b_i)      h~_t = g(W_h x_t + b_h)
+              f'_t, i'_t = f_t, i_t / (f_t + i_t)
+              h_t = f'_t h_{t-1} + i'_t h~_t
+
+``g`` (``x + 0.5`` above zero, ``σ(x)`` below) keeps every state positive, so the scan can run
+in log space. Training over whole sequences takes the parallel scan; one step at a time
+(generation, the gradient-flow replay) takes the sequential twin, which computes the same
+states without logs. Between layers, as in the paper's multi-layer models, each layer is a
+pre-norm residual block: ``x + dropout(layer(LayerNorm(x)))`` (the residual where the sizes
+match), with a final LayerNorm on the stack's output. The first layer reads the task's input
+as it comes: a LayerNorm over raw features would erase what they say (over the adding
+problem's two features, ``(value, marker)``, it leaves only which of the two is larger).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from seqmodels.layers.gates import Unrolled, reverse_within
+from seqmodels.layers.parallel_scan import g, log_g, parallel_scan, sequential_scan
+from seqmodels.layers.stack_checks import check_stack
+
+MIN_CELLS = ("mingru", "minlstm")
+# Gate names per cell, as the gate statistics log them ("new"/"cell": the candidate h~).
+MIN_GATE_NAMES = {"mingru": ("update", "new"), "minlstm": ("forget", "input", "cell")}
+
+
+class MinCell(nn.Module):
+    """One direction of one layer: a single linear map of ``x_t`` to the gate and candidate
+    pre-activations (rows ``z, h~`` for minGRU; ``f, i, h~`` for minLSTM)."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.cell, self.hidden_size = cell, hidden_size
+        self.linear = nn.Linear(input_size, (2 if cell == "mingru" else 3) * hidden_size)
+
+    def log_coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``log a_t, log b_t`` ``[B, T, H]``, computed without leaving log space (in float32
+        at least: a cumulative sum over thousands of steps in half precision drifts)."""
+        pre = self.linear(x)
+        if pre.dtype in (torch.float16, torch.bfloat16):  # autocast (precision=16/bf16)
+            pre = pre.float()
+        pre = pre.chunk(2 if self.cell == "mingru" else 3, dim=-1)
+        if self.cell == "mingru":
+            k, h = pre
+            return -F.softplus(k), -F.softplus(-k) + log_g(h)  # log(1 - z), log z + log g(h~)
+        k_f, k_i, h = pre
+        # log f' = log f - log(f + i) = -softplus(log i - log f); likewise for i'.
+        diff = F.softplus(-k_f) - F.softplus(-k_i)
+        return -F.softplus(diff), -F.softplus(-diff) + log_g(h)
+
+    def gates(self, x: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """``a_t, b_t`` ``[B, T, H]`` straight from the equations, and the named gates."""
+        pre = self.linear(x).chunk(2 if self.cell == "mingru" else 3, dim=-1)
+        if self.cell == "mingru":
+            z, candidate = torch.sigmoid(pre[0]), g(pre[1])
+            return 1 - z, z * candidate, {"update": z, "new": candidate}
+        f, i, candidate = torch.sigmoid(pre[0]), torch.sigmoid(pre[1]), g(pre[2])
+        f, i = f / (f + i), i / (f + i)
+        return f, i * candidate, {"forget": f, "input": i, "cell": candidate}
+
+
+class MinRNNEncoder(nn.Module):
+    """A stack of ``cell`` (``mingru``/``minlstm``) layers over ``[B, T, input_size]``; the same
+    interface as :class:`seqmodels.layers.encoders.RNNEncoder` (``forward(x, lengths)``,
+    ``run(x, state)``, ``output_size``).
+
+    ``parallel`` (default ``True``) runs sequences longer than one step through the log-space
+    scan; ``False`` runs the sequential twin (same states; the tests hold them to each other).
+    With ``lengths``, padding never reaches a real step: the forward direction reads it only
+    after each sequence's end, and the reverse direction starts at each sequence's own end.
+    """
+
+    def __init__(
+        self,
+        cell: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        layer_norm: bool = True,
+        residual: bool = True,
+        parallel: bool = True,
+    ) -> None:
+        super().__init__()
+        check_stack(cell, MIN_CELLS, hidden_size, num_layers, dropout)
+        directions = 2 if bidirectional else 1
+        self.cell, self.hidden_size, self.num_layers = cell, hidden_size, num_layers
+        self.bidirectional, self.residual = bidirectional, residual
+        self.output_size = directions * hidden_size
+        sizes = [input_size] + [self.output_size] * num_layers
+        self.layers = nn.ModuleList(
+            nn.ModuleList(MinCell(cell, sizes[k], hidden_size) for _ in range(directions))
+            for k in range(num_layers)
+        )
+        norm = nn.LayerNorm if layer_norm else lambda _: nn.Identity()
+        # no norm on the task's input (embeddings or raw features) into the first layer
+        self.norms = nn.ModuleList(
+            norm(sizes[k]) if k else nn.Identity() for k in range(num_layers)
+        )
+        self.final_norm = norm(self.output_size)
+        self.dropout = nn.Dropout(dropout if num_layers > 1 else 0.0)
+        self.parallel = parallel
+        self.has_gates = True  # the gate-statistics callback reads them through unroll()
+
+    def run(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``[B, T, input_size]`` and the carried state ``[num_layers, B, hidden]`` (``None``:
+        zeros) -> outputs and the state after step T (a causal, one-direction stack only)."""
+        if self.bidirectional:
+            raise ValueError("run() carries state forward in time; a bidirectional stack cannot")
+        out, final = self._stack(x, None, state, record=None)
+        return out, torch.stack(final)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``[B, T, input_size]`` -> ``[B, T, output_size]`` (zeros past each length)."""
+        out, _ = self._stack(x, lengths, None, record=None)
+        if lengths is not None:
+            steps = torch.arange(x.size(1), device=x.device)
+            out = out * (steps.unsqueeze(0) < lengths.to(x.device).unsqueeze(1)).unsqueeze(-1)
+        return out
+
+    def unroll(self, x: Tensor, lengths: Tensor | None = None, keep_gates: bool = True):
+        """The step-by-step replay the gradient-flow and gate callbacks read (see
+        :class:`seqmodels.layers.gates.Unrolled`): per-step states of every layer-direction,
+        and its gates ``[B, T, H]`` (time in the direction's order). Without dropout, drawing
+        no random numbers, whatever the module's mode (a measurement mid-training)."""
+        record, training = Unrolled(output=x), self.training
+        self.eval()
+        try:
+            record.output, _ = self._stack(x, lengths, None, record=record, keep_gates=keep_gates)
+        finally:
+            self.train(training)
+        return record
+
+    def _stack(
+        self,
+        x: Tensor,
+        lengths: Tensor | None,
+        state: Tensor | None,
+        record: Unrolled | None,
+        keep_gates: bool = True,
+    ) -> tuple[Tensor, list[Tensor]]:
+        final = []
+        for k, (cells, norm) in enumerate(zip(self.layers, self.norms)):
+            inputs = norm(x)
+            outputs = []
+            for direction, cell in enumerate(cells):
+                seq = reverse_within(inputs, lengths) if direction else inputs
+                h0 = state[k] if state is not None else None
+                h = self._direction(cell, seq, h0, record, (k, direction), keep_gates)
+                final.append(h[:, -1])
+                outputs.append(reverse_within(h, lengths) if direction else h)
+            y = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=-1)
+            if k < self.num_layers - 1:
+                y = self.dropout(y)
+            x = x + y if self.residual and x.shape == y.shape else y
+        return self.final_norm(x), final
+
+    def _direction(
+        self,
+        cell: MinCell,
+        seq: Tensor,
+        h0: Tensor | None,
+        record: Unrolled | None,
+        key: tuple[int, int],
+        keep_gates: bool,
+    ) -> Tensor:
+        if record is None and self.parallel and seq.size(1) > 1:
+            return parallel_scan(*cell.log_coefficients(seq), h0)
+        a, b, gates = cell.gates(seq)
+        states = sequential_scan(a, b, h0)
+        if record is not None:
+            record.states[key] = states
+            if keep_gates:
+                record.gates[key] = gates
+        return torch.stack(states, dim=1)

@@ -1,0 +1,173 @@
+"""minGRU/minLSTM: the log-space parallel scan against its sequential twin, carried state,
+padding, gradcheck."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqmodels.layers.min_rnn import MIN_CELLS, MinRNNEncoder
+from seqmodels.layers.parallel_scan import parallel_scan, sequential_scan
+
+TOL = 1e-10
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
+
+
+def encoder(cell: str, **kwargs) -> MinRNNEncoder:
+    torch.manual_seed(0)
+    return MinRNNEncoder(cell, 5, 6, **{"num_layers": 3, **kwargs}).double().eval()
+
+
+def outputs_and_grads(enc: MinRNNEncoder, x: torch.Tensor, parallel: bool, **call):
+    enc.parallel = parallel
+    x = x.clone().requires_grad_(True)
+    out = enc(x, **call)
+    weights = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+    grads = torch.autograd.grad((out * weights).sum(), [x, *enc.parameters()])
+    return out, grads
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_parallel_scan_and_sequential_steps_agree(cell: str, bidirectional: bool) -> None:
+    enc = encoder(cell, bidirectional=bidirectional)
+    x = torch.randn(4, 50, 5, dtype=torch.double)
+    lengths = torch.tensor([50, 31, 7, 1]) if bidirectional else None
+    out_p, grads_p = outputs_and_grads(enc, x, True, lengths=lengths)
+    out_s, grads_s = outputs_and_grads(enc, x, False, lengths=lengths)
+    assert out_p.abs().max() > 0.1  # a real output, not zeros agreeing with zeros
+    torch.testing.assert_close(out_p, out_s, rtol=0, atol=TOL)
+    for gp, gs in zip(grads_p, grads_s):
+        torch.testing.assert_close(gp, gs, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_carried_state_across_windows_equals_one_long_sequence(cell: str) -> None:
+    enc = encoder(cell)
+    x = torch.randn(2, 60, 5, dtype=torch.double)
+    whole, state_whole = enc.run(x)
+    state, pieces = None, []
+    for window in x.split(13, dim=1):  # 13, 13, 13, 13, 8: the last window shorter
+        out, state = enc.run(window, state)
+        pieces.append(out)
+    torch.testing.assert_close(torch.cat(pieces, dim=1), whole, rtol=0, atol=TOL)
+    torch.testing.assert_close(state, state_whole, rtol=0, atol=TOL)
+    # one character at a time (how generation steps) gives the same states as well
+    state, steps = None, []
+    for t in range(x.size(1)):
+        out, state = enc.run(x[:, t : t + 1], state)
+        steps.append(out)
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole, rtol=0, atol=TOL)
+    assert state.shape == (3, 2, 6)
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_padding_never_reaches_a_real_step_in_either_direction(cell: str) -> None:
+    enc = encoder(cell, bidirectional=True)
+    x = torch.randn(3, 12, 5, dtype=torch.double)
+    lengths = torch.tensor([12, 8, 3])
+    batch = enc(x, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        alone = enc(x[b : b + 1, :n])
+        torch.testing.assert_close(batch[b : b + 1, :n], alone, rtol=0, atol=TOL)
+        assert batch[b, n:].abs().max() == 0 if n < 12 else True
+    garbage = x.clone()
+    garbage[1, 8:] = 1e3  # whatever sits in the padding changes nothing
+    torch.testing.assert_close(enc(garbage, lengths), batch, rtol=0, atol=TOL)
+
+
+def test_scan_gradcheck_with_a_carried_state() -> None:
+    torch.manual_seed(0)
+    log_a = torch.randn(2, 9, 3, dtype=torch.double).sigmoid().log().requires_grad_(True)
+    log_b = torch.randn(2, 9, 3, dtype=torch.double).requires_grad_(True)
+    h0 = torch.rand(2, 3, dtype=torch.double).add(0.1).requires_grad_(True)
+    assert torch.autograd.gradcheck(parallel_scan, (log_a, log_b, h0))
+    assert torch.autograd.gradcheck(lambda a, b: parallel_scan(a, b), (log_a, log_b))
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_encoder_gradcheck(cell: str) -> None:
+    enc = encoder(cell, num_layers=2)
+    x = torch.randn(2, 6, 5, dtype=torch.double, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: enc(inp), (x,), fast_mode=True)
+
+
+def test_zero_state_has_finite_gradients_and_long_float32_scan_stays_accurate() -> None:
+    torch.manual_seed(0)
+    a = torch.rand(2, 4096, 4).mul(0.5).add(0.45)  # forget ~0.45..0.95: A_T ~ -1400
+    b = torch.rand(2, 4096, 4)
+    h0 = torch.zeros(2, 4, requires_grad=True)
+    h = parallel_scan(a.log(), b.log(), h0)
+    (grad,) = torch.autograd.grad(h.sum(), h0)
+    assert torch.isfinite(grad).all()
+    reference = torch.stack(sequential_scan(a.double(), b.double()), dim=1)
+    assert torch.isfinite(h).all()
+    assert ((h.double() - reference).abs() / reference).max() < 1e-3
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_replay_for_the_callbacks_is_the_forward_without_dropout_or_random_numbers(cell: str):
+    enc = encoder(cell, bidirectional=True, dropout=0.5).train()
+    x = torch.randn(3, 9, 5, dtype=torch.double)
+    lengths = torch.tensor([9, 4, 6])
+    rng = torch.get_rng_state()
+    replay = enc.unroll(x, lengths)
+    assert torch.equal(torch.get_rng_state(), rng) and enc.training  # mode given back
+    real = (torch.arange(9).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)
+    torch.testing.assert_close(replay.output * real, enc.eval()(x, lengths), rtol=0, atol=TOL)
+    names = {"mingru": {"update", "new"}, "minlstm": {"forget", "input", "cell"}}[cell]
+    assert set(replay.gates[(2, 1)]) == names and len(replay.states[(2, 0)]) == 9
+    if cell == "minlstm":  # the normalised gates sum to one
+        gates = replay.gates[(0, 0)]
+        torch.testing.assert_close(
+            gates["forget"] + gates["input"], torch.ones_like(gates["input"])
+        )
+
+
+def test_scan_bench_script_measures_every_run_and_prints_the_ratios_last(tmp_path, capsys):
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench_scan.py"
+    spec = importlib.util.spec_from_file_location("bench_scan", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    plot, rows = tmp_path / "scan.png", tmp_path / "scan.json"
+    bench.main(
+        [
+            "--lengths",
+            "8,16",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--plot",
+            str(plot),
+            "--json",
+            str(rows),
+        ]
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-2].startswith("mingru training, scan / sequential: 8: ")
+    assert lines[-1].startswith("minlstm training, scan / sequential: 8: ")
+    assert len(json.loads(rows.read_text())) == 2 * 6 and plot.stat().st_size > 10_000
+
+
+def test_model_config_chooses_scan_or_steps() -> None:
+    from seqmodels.layers.encoders import other_encoder
+
+    model = {"cell": "minlstm", "hidden_size": 4, "num_layers": 2, "forget_bias": None}
+    assert other_encoder(model, 3).parallel is True
+    assert other_encoder({**model, "parallel": False}, 3).parallel is False
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_first_layer_sees_the_size_of_raw_features(cell: str) -> None:
+    """The adding problem's steps are ``(value, marker)``: two steps that differ only in the
+    value's size must give different states (a LayerNorm over the 2 features made them equal)."""
+    torch.manual_seed(0)
+    enc = MinRNNEncoder(cell, 2, 8, num_layers=2, parallel=False).eval()
+    small = torch.tensor([[[0.2, 0.0], [0.1, 1.0]]])
+    large = torch.tensor([[[0.9, 0.0], [0.7, 1.0]]])
+    assert (enc(small) - enc(large)).abs().max() > 1e-3

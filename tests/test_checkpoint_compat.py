@@ -1,0 +1,69 @@
+"""Checkpoints written before the package layout changed still evaluate, tag and generate, with
+the same results (tests/fixtures/checkpoints_v0: a CRF + char-CNN tagger and an LSTM char LM,
+trained at dd7d4a0; expected.json holds what that code's eval.py, tag.py and generate.py said).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_script
+
+FIXTURES = REPO / "tests" / "fixtures" / "checkpoints_v0"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
+
+
+def checked(result) -> str:
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_an_old_tagger_tags_as_it_did(tmp_path: Path) -> None:
+    want = EXPECTED["tag"]
+    out = checked(
+        run_script(
+            "tag.py",
+            f"ckpt_path={FIXTURES / 'tagger.ckpt'}",
+            f"text='{want['text']}'",
+            cwd=tmp_path,
+            timeout=120,
+        )
+    )
+    got = json.loads(out.strip().splitlines()[-1])
+    assert got["tags"] == want["tags"]
+    assert got["entities"] == want["entities"]
+
+
+def test_an_old_tagger_evaluates_to_the_same_metrics(tmp_path: Path) -> None:
+    checked(
+        run_script(
+            "eval.py",
+            f"ckpt_path={FIXTURES / 'tagger.ckpt'}",
+            f"data.data_dir={REPO / 'tests' / 'fixtures' / 'conll_ner'}",
+            f"paths.output_dir={tmp_path / 'eval'}",
+            "trainer.accelerator=cpu",
+            cwd=tmp_path,
+            timeout=120,
+        )
+    )
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
+    for key, value in EXPECTED["eval"].items():
+        assert metrics[key] == pytest.approx(value, rel=1e-5), key
+
+
+def test_an_old_char_lm_generates_the_same_text(tmp_path: Path) -> None:
+    want = EXPECTED["generate"]
+    out = checked(
+        run_script(
+            "generate.py",
+            f"ckpt_path={FIXTURES / 'char_lm.ckpt'}",
+            f"prompt='{want['prompt']}'",
+            f"length={want['length']}",
+            f"seed={want['seed']}",
+            cwd=tmp_path,
+            timeout=120,
+        )
+    )
+    assert out == want["text"]
