@@ -11,7 +11,7 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade -c constraints.txt -e '.[dev,sweeps,trackers]'
+	$(PY) -m pip install --upgrade -c constraints.txt -e '.[dev,sweeps,trackers,hf,serve]'
 	touch $@
 
 train: setup

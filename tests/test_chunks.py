@@ -6,7 +6,7 @@ import random
 
 from seqeval.metrics.sequence_labeling import get_entities
 
-from seqmodels.metrics.chunks import chunks
+from seqmodels.data.chunks import chunks
 
 LABELS = ["O", "B-a", "I-a", "E-a", "S-a", "B-b", "I-b", "E-b", "S-b", "I-c", "B-long-name"]
 

@@ -26,10 +26,10 @@ from torch.nn.utils.rnn import pad_sequence
 
 from seqmodels.core.errors import ConfigError, errors_reported
 from seqmodels.data.char_ids import encode_chars, pad_chars
+from seqmodels.data.chunks import chunks
 from seqmodels.data.raw_text import RawTextTokenizer, Token
 from seqmodels.data.vocab import UNK, Vocab
 from seqmodels.data.word_forms import word_form
-from seqmodels.metrics.chunks import chunks
 from seqmodels.nets import SlotTaggerNet, load_net
 from seqmodels.plumbing.cli import CONFIG_DIR, check_ckpt_path, one_line_errors
 from seqmodels.plumbing.quick_start import quick_main

@@ -11,6 +11,9 @@ import importlib
 from typing import Any
 
 _HOMES = {
+    "AnnotatedDataModule": "seqmodels.data.annotated",
+    "HFTaggingDataModule": "seqmodels.data.hf",
+    "HFTextDataModule": "seqmodels.data.hf",
     "CharLMDataModule": "seqmodels.data.char_lm",
     "ConllDataModule": "seqmodels.data.conll",
     "DatasetError": "seqmodels.data.download",

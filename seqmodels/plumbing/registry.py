@@ -16,8 +16,11 @@ import lightning as L
 
 from seqmodels.core.checkpoints import init_kwargs, lookup
 from seqmodels.data import (
+    AnnotatedDataModule,
     CharLMDataModule,
     ConllDataModule,
+    HFTaggingDataModule,
+    HFTextDataModule,
     LongRangeDataModule,
     SlotFillingDataModule,
 )
@@ -33,6 +36,11 @@ TASKS: dict[str, type[L.LightningModule]] = {
 DATA_MODULES: dict[str, type[L.LightningDataModule]] = {
     f"seqmodels.data.{cls.__name__}": cls
     for cls in (SlotFillingDataModule, ConllDataModule, CharLMDataModule, LongRangeDataModule)
+}
+# Annotated JSON/JSONL and Hugging Face datasets (seqmodels/data/annotated.py, hf.py).
+DATA_MODULES |= {
+    f"seqmodels.data.{cls.__name__}": cls
+    for cls in (AnnotatedDataModule, HFTaggingDataModule, HFTextDataModule)
 }
 
 

@@ -1,0 +1,109 @@
+"""data=hf and data=hf_text on Hugging Face datasets built in the test (never the network)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import make_cfg, single_thread
+
+from seqmodels.commands.train import train
+from seqmodels.core.errors import ConfigError, DatasetError
+from seqmodels.data.hf import HFTaggingDataModule, HFTextDataModule, load
+
+datasets = pytest.importorskip("datasets")
+
+NAMES = ["O", "B-PER", "I-PER", "B-LOC"]
+
+
+def tagging_set(folder: Path, with_valid: bool = True) -> Path:
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=NAMES)),
+            "intent": datasets.ClassLabel(names=["travel", "chat"]),
+        }
+    )
+    rows = {
+        "id": [str(i) for i in range(24)],
+        "tokens": [["Anna", "Smith", "flies", "to", "Rome"], ["hi", "there"]] * 12,
+        "ner_tags": [[1, 2, 0, 0, 3], [0, 0]] * 12,
+        "intent": [0, 1] * 12,
+    }
+    train_set = datasets.Dataset.from_dict(rows, features=features)
+    parts = {"train": train_set, "test": train_set.select(range(4))}
+    if with_valid:
+        parts["validation"] = train_set.select(range(4, 8))
+    datasets.DatasetDict(parts).save_to_disk(str(folder))
+    return folder
+
+
+def test_class_label_tags_and_intents_are_read_by_name(tmp_path: Path) -> None:
+    dm = HFTaggingDataModule(dataset=str(tagging_set(tmp_path / "ds")), intent_column="intent")
+    dm.setup()
+    first = dm.splits["train"][0]
+    assert first.words == ["Anna", "Smith", "flies", "to", "Rome"]
+    assert first.tags == ["B-PER", "I-PER", "O", "O", "B-LOC"]
+    assert (first.intent, dm.splits["train"][1].intent) == ("travel", "chat")
+    assert [len(dm.splits[s]) for s in ("train", "valid", "test")] == [24, 4, 4]
+
+
+def test_string_tags_renamed_columns_and_a_missing_split_held_out(tmp_path: Path) -> None:
+    rows = {"words": [["a", "Bob"], ["c"]] * 10, "labels_bio": [["O", "B-PER"], ["O"]] * 10}
+    datasets.DatasetDict({"training": datasets.Dataset.from_dict(rows)}).save_to_disk(
+        str(tmp_path / "ds")
+    )
+    dm = HFTaggingDataModule(
+        dataset=str(tmp_path / "ds"),
+        splits={"train": "training"},
+        tokens_column="words",
+        tags_column="labels_bio",
+        seed=1,
+    )
+    dm.setup()
+    assert [len(dm.splits[s]) for s in ("train", "valid", "test")] == [16, 2, 2]
+    assert {u.intent for u in dm.splits["train"]} == {"-"}
+    with pytest.raises(DatasetError, match=r"no column 'tokens' \(data.tokens_column=\)"):
+        HFTaggingDataModule(dataset=str(tmp_path / "ds"), splits={"train": "training"}).setup()
+    with pytest.raises(DatasetError, match="no split 'train'.*its splits: training"):
+        HFTaggingDataModule(dataset=str(tmp_path / "ds")).setup()
+    with pytest.raises(ConfigError, match="data.dataset="):
+        HFTaggingDataModule(dataset=None)
+
+
+def test_a_missing_datasets_package_is_one_line_naming_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "datasets", None)  # what an uninstalled package gives
+    with pytest.raises(ConfigError, match=r"pip install '\.\[hf\]'"):
+        load("some/set")
+
+
+def test_slot_tagger_trains_on_a_saved_dataset(tmp_path: Path) -> None:
+    folder = tagging_set(tmp_path / "ds")
+    overrides = ["data=hf", f"data.dataset={folder}", "data.intent_column=intent", "logger=none"]
+    with single_thread():
+        metrics = train(make_cfg(tmp_path / "run", *overrides))
+    assert {"test/f1", "test/intent_acc"} <= set(metrics)
+
+
+def test_char_lm_trains_on_a_text_column(tmp_path: Path) -> None:
+    lines = [f"line {i}: the quick brown fox jumps over the lazy dog." for i in range(400)]
+    ds = datasets.Dataset.from_dict({"content": lines, "n": list(range(400))})
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "ds"))
+    dm = HFTextDataModule(
+        dataset=str(tmp_path / "ds"), text_column="content", cache_dir=str(tmp_path / "cache")
+    )
+    path = dm.text_file()
+    assert path.read_text(encoding="utf-8") == "".join(line + "\n" for line in lines)
+    assert dm.text_file() == path  # cached by the dataset's fingerprint
+    with pytest.raises(DatasetError, match="column 'n' is not text"):
+        HFTextDataModule(dataset=str(tmp_path / "ds"), text_column="n").text_file()
+    overrides = [
+        *("task=char_lm", "model=lstm", "data=hf_text", f"data.dataset={tmp_path / 'ds'}"),
+        *("data.text_column=content", f"data.cache_dir={tmp_path / 'cache'}", "logger=none"),
+        *("data.block_size=32", "data.batch_size=8", "data.eval_streams=4", "data.eval_window=32"),
+    ]
+    with single_thread():
+        metrics = train(make_cfg(tmp_path / "run", *overrides))
+    assert metrics["test/bpc"] > 0
