@@ -6,10 +6,11 @@ rotary (Su et al. 2021): queries and keys are rotated by their position, so atte
 only the offset between two steps, which is what lets a causal model slide its context.
 
 Causal (``bidirectional=False``): step ``t`` attends to steps ``t - window + 1 .. t`` (a band;
-``window=None``: every earlier step). ``run(x, state)`` carries the last ``window - 1`` inputs
-as its state and re-reads them with each call: a sliding context of ``window`` steps, so the
-streaming protocol and generation see at most ``window`` characters back (the context steps
-themselves are recomputed from those inputs alone, not from the text before them).
+``window=None``: every earlier step, for whole sequences only). ``run(x, state)`` carries the
+last ``window - 1`` inputs as its state and re-reads them with each call: a sliding context of
+``window`` steps, so the streaming protocol and generation see at most ``window`` characters
+back (the context steps themselves are recomputed from those inputs alone, not from the text
+before them).
 Bidirectional: every real step attends to every real step of its sequence (padding masked).
 """
 
@@ -23,13 +24,26 @@ from torch.nn import functional as F
 
 from seqmodels.layers.gates import Unrolled
 
+UNBOUNDED_CONTEXT = (
+    "model.window=null keeps every earlier step, and a carried context (the char LM's "
+    "training streams, its evaluation and generate.py) would grow by every batch without "
+    "bound: set model.window=<steps>, e.g. 128"
+)
+
 
 def rotate(x: Tensor, positions: Tensor) -> Tensor:
-    """Rotary embedding of ``x [B, heads, T, d]`` (``d`` even) at ``positions [T]``."""
+    """Rotary embedding of ``x [B, heads, T, d]`` (``d`` even) at ``positions [T]``.
+
+    The angles are computed in float32 (float64 for float64 ``x``) whatever ``x``'s dtype, and
+    only their cosines and sines are cast to it: in bfloat16 the positions themselves round
+    (256..260 become 256, 256, 258, 260, 260), and attention would stop depending on the
+    offset between two steps alone.
+    """
     half = x.size(-1) // 2
-    freqs = 10000.0 ** (-torch.arange(half, device=x.device, dtype=x.dtype) / half)
-    angles = positions.to(x.dtype).unsqueeze(-1) * freqs  # [T, half]
-    cos, sin = angles.cos(), angles.sin()
+    exact = torch.float64 if x.dtype == torch.float64 else torch.float32
+    freqs = 10000.0 ** (-torch.arange(half, device=x.device, dtype=exact) / half)
+    angles = positions.to(exact).unsqueeze(-1) * freqs  # [T, half]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
@@ -153,10 +167,12 @@ class TransformerEncoder(nn.Module):
 
     def run(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``[B, T, input_size]`` and the previous inputs ``[B, S, input_size]`` (``None``: none)
-        -> outputs for ``x`` and the new state: the last ``window - 1`` inputs (all of them
-        with ``window=None``)."""
+        -> outputs for ``x`` and the new state: the last ``window - 1`` inputs. A model with
+        ``window=None`` is refused: its carried context would grow without bound."""
         if self.bidirectional:
             raise ValueError("run() carries a causal context forward; a bidirectional model cannot")
+        if self.window is None:
+            raise ValueError(UNBOUNDED_CONTEXT)
         context = x if state is None or state.size(1) == 0 else torch.cat([state, x], dim=1)
         out = self.encode(context)[:, -x.size(1) :]
         keep = context.size(1) if self.window is None else self.window - 1

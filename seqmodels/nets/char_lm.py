@@ -9,6 +9,7 @@ from torch import nn
 
 from seqmodels.core.errors import ConfigError
 from seqmodels.layers.encoders import State
+from seqmodels.layers.transformer import UNBOUNDED_CONTEXT
 from seqmodels.nets.parts import build_embedding, build_encoder
 
 
@@ -17,7 +18,8 @@ class CausalEncoderRequired(ConfigError):
 
 
 def require_causal(model: dict[str, Any]) -> None:
-    """Refuse a bidirectional encoder: a causal LM must not see the character it predicts."""
+    """Refuse a bidirectional encoder (a causal LM must not see the character it predicts) and
+    a Transformer without a window (the LM carries its context from batch to batch)."""
     if model.get("bidirectional", False):
         raise CausalEncoderRequired(
             f"model={model.get('name', model.get('cell'))} is bidirectional, but task=char_lm "
@@ -25,6 +27,8 @@ def require_causal(model: dict[str, Any]) -> None:
             "see the character it must predict. Choose a unidirectional model "
             "(rnn, lstm, gru, hand_lstm, mingru, minlstm, transformer)."
         )
+    if model.get("cell") == "transformer" and model.get("window", 128) is None:
+        raise ConfigError(f"task=char_lm: {UNBOUNDED_CONTEXT}")
 
 
 def on_device(state: State | None, device: torch.device) -> State | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqmodels.layers.transformer import TransformerEncoder
+from seqmodels.layers.transformer import TransformerEncoder, rotate
 
 TOL = 1e-10
 pytestmark = pytest.mark.usefixtures("one_thread_per_module")
@@ -59,13 +59,12 @@ def test_deeper_streaming_matches_within_the_first_window() -> None:
     assert (streamed[:, 6:] - whole[:, 6:]).abs().max() > 1e-8  # and it is a different protocol
 
 
-def test_window_null_keeps_everything() -> None:
+def test_window_null_attends_to_every_earlier_step_of_a_sequence() -> None:
     enc = encoder(window=None)
     x = torch.randn(1, 9, 5, dtype=torch.double)
-    out, state = enc.run(x[:, :4])
-    rest, state = enc.run(x[:, 4:], state)
-    torch.testing.assert_close(torch.cat([out, rest], dim=1), enc(x), rtol=0, atol=TOL)
-    assert state.shape == (1, 9, 5)
+    whole = enc(x)
+    for t in (0, 3, 8):  # step t reads steps 0..t, however far back
+        torch.testing.assert_close(enc(x[:, : t + 1])[:, -1], whole[:, t], rtol=0, atol=TOL)
 
 
 def test_bidirectional_padding_is_masked() -> None:
@@ -100,3 +99,48 @@ def test_gradcheck() -> None:
 def test_bad_options_name_the_option(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TransformerEncoder(5, 8, **options)
+
+
+def test_rotary_scores_depend_on_the_offset_alone_under_bf16_autocast() -> None:
+    """The q.k score of two fixed vectors at a fixed offset is the same at every position
+    0..1,000 under bf16 autocast (to bf16 rounding of the product), as in float32."""
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 1, 1, 32), torch.randn(1, 1, 1, 32)
+    offset, scores = 3, []
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for p in range(0, 1001, 50):
+            qs, ks = q.to(torch.bfloat16), k.to(torch.bfloat16)
+            rq = rotate(qs, torch.tensor([p + offset]))
+            rk = rotate(ks, torch.tensor([p]))
+            scores.append((rq.float() * rk.float()).sum().item())
+    exact = (rotate(q, torch.tensor([offset])) * rotate(k, torch.tensor([0]))).sum().item()
+    # bf16 keeps 8 bits of mantissa: each rotated element is within 2^-8 of its value
+    tolerance = 2**-7 * (q.abs() * k.abs()).sum().item()
+    assert max(abs(s - exact) for s in scores) < tolerance, (exact, scores)
+
+
+def test_rotary_angles_are_float32_whatever_the_input_dtype() -> None:
+    x = torch.ones(1, 1, 261, 4, dtype=torch.bfloat16)
+    positions = torch.arange(261)
+    got = rotate(x, positions)[0, 0, 256:, 0].float()  # x1 cos - x2 sin, with x1 = x2 = 1
+    angles = positions[256:].double()
+    want = (angles.cos() - angles.sin()).float()
+    assert torch.allclose(got, want, atol=2e-2), (got, want)
+
+
+def test_an_unwindowed_transformer_refuses_a_carried_context() -> None:
+    enc = encoder(window=None)
+    with pytest.raises(ValueError, match="model.window=null"):
+        enc.run(torch.randn(2, 5, 8))
+
+
+def test_char_lm_refuses_an_unwindowed_transformer_in_one_line(tmp_path) -> None:
+    from conftest import run_train_cli
+
+    result = run_train_cli(
+        "task=char_lm", "model=transformer", "model.window=null", cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: task=char_lm: model.window=null"), result.stderr[-1000:]
+    assert "Traceback" not in result.stderr
