@@ -40,3 +40,22 @@ def test_ner_experiment_trains_iobes_on_wnut17(cfg_factory, tmp_path: Path, one_
 def test_unknown_encoding_is_refused(cfg_factory) -> None:
     with pytest.raises(ConfigError, match="data.encoding must be null or IOBES"):
         train(cfg_factory("experiment=ner", "data.encoding=BILOU", "logger=none"))
+
+
+@pytest.mark.parametrize(
+    ("data", "types"), [("wikigold", {"PER", "LOC", "ORG", "MISC"}), ("btc", {"PER", "LOC", "ORG"})]
+)
+def test_the_other_ner_sets_read_as_bio_and_train(
+    data: str, types: set[str], cfg_factory, tmp_path: Path, one_thread
+) -> None:
+    """data=wikigold (IOB1 files, read as BIO) and data=btc (tab-separated, IOB2) train, and
+    every chunk of the checkpoint's tag set opens with B- (no IOB1 I- left unconverted)."""
+    if not (DATA_DIR / data / "train.conll").is_file():
+        pytest.skip(f"{data} not found in {DATA_DIR}")
+    cfg = cfg_factory("experiment=ner", f"data={data}", "logger=none")
+    metrics = train(cfg)
+    assert 0 <= metrics["test/f1"] <= 100
+    ckpt = next((tmp_path / "checkpoints").glob("epoch_*.ckpt"))
+    tags = set(torch.load(ckpt, weights_only=True)["hyper_parameters"]["vocabs"]["tags"])
+    assert {t[2:] for t in tags if t[:2] in ("B-", "I-")} == types
+    assert {f"B-{t}" for t in types} <= tags

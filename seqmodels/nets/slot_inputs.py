@@ -54,6 +54,7 @@ class WordInputs(nn.Module):
                     len(vocabs["chars"]),
                     model.get("char_dim", 32),
                     model.get("char_size", 64),
+                    model.get("char_max_len"),  # absent from checkpoints before it: no limit
                 )
             except ValueError as err:
                 raise ConfigError(str(err)) from err

@@ -7,7 +7,7 @@ import torch
 
 from seqmodels.data.slot_filling import encode_chars, pad_chars
 from seqmodels.data.vocab import Vocab
-from seqmodels.layers.char_features import build_char_features
+from seqmodels.layers.char_features import build_char_features, clip_words
 
 
 @pytest.mark.parametrize("kind", ["cnn", "lstm"])
@@ -49,3 +49,28 @@ def test_bad_options() -> None:
         build_char_features("gru", 10, 4, 6)
     with pytest.raises(ValueError, match="model.char_size must be even"):
         build_char_features("lstm", 10, 4, 5)
+    with pytest.raises(ValueError, match="model.char_max_len"):
+        build_char_features("cnn", 10, 4, 6, max_len=1)
+
+
+def test_clip_words_keeps_the_head_and_the_tail_of_long_words() -> None:
+    chars = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 0, 0, 0, 0, 0, 0]])
+    clipped = clip_words(chars, 5)
+    assert clipped.tolist() == [[1, 2, 7, 8, 9], [1, 2, 3, 0, 0]]
+    assert clip_words(chars, 9) is chars and clip_words(chars, None) is chars
+
+
+@pytest.mark.parametrize("kind", ["cnn", "lstm"])
+def test_a_long_word_reads_as_its_clipped_form_and_others_as_before(kind: str) -> None:
+    torch.manual_seed(0)
+    capped = build_char_features(kind, 12, 4, 6, max_len=6).eval()
+    whole = build_char_features(kind, 12, 4, 6, max_len=None).eval()
+    whole.load_state_dict(capped.state_dict())
+    long_word = [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+    chars = torch.tensor([[long_word, [2, 3, 4, 0, 0, 0, 0, 0, 0, 0]]])
+    short = torch.tensor([[[2, 3, 4]]])
+    clipped = torch.tensor([[[2, 3, 4, 9, 10, 11]]])  # first 3, last 3
+    out = capped(chars)
+    torch.testing.assert_close(out[0, 1], whole(short)[0, 0])  # short words: unchanged
+    torch.testing.assert_close(out[0, 0], whole(clipped)[0, 0])
+    assert not torch.allclose(out[0, 0], whole(chars)[0, 0])  # the cap did something
