@@ -36,6 +36,18 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
+def absolute(node: ast.ImportFrom, path: Path) -> str:
+    """The module a ``from ... import`` names, relative ones (``from ..x import y``) resolved
+    against ``path``'s package."""
+    if not node.level:
+        return node.module or ""
+    package = module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def imported(path: Path) -> set[str]:
     """The seqmodels modules ``path`` imports (a name imported from a package that is one of
     its modules counts as that module)."""
@@ -43,10 +55,13 @@ def imported(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("seqmodels"))
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("seqmodels"):
+        elif isinstance(node, ast.ImportFrom):
+            module = absolute(node, path)
+            if not module.startswith("seqmodels"):
+                continue
             for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                found.add(sub if sub in MODULES else node.module)
+                sub = f"{module}.{alias.name}"
+                found.add(sub if sub in MODULES else module)
     return found & MODULES.keys()
 
 
@@ -94,6 +109,11 @@ def test_the_graph_is_read_from_the_code() -> None:
     assert "seqmodels.layers.encoders" in GRAPH["seqmodels.nets.parts"]
     assert "seqmodels.core.errors" in GRAPH["seqmodels.data.download"]
     assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    nets = PACKAGE / "nets" / "parts.py"
+    relative = ast.parse("from ..commands import train\nfrom .loading import load_net").body
+    assert [absolute(n, nets) for n in relative] == ["seqmodels.commands", "seqmodels.nets.loading"]
+    init = PACKAGE / "nets" / "__init__.py"
+    assert absolute(ast.parse("from .parts import x").body[0], init) == "seqmodels.nets.parts"
     assert every_package_is_on_a_floor() == []
 
 

@@ -20,8 +20,9 @@ def checked(result) -> str:
     return result.stdout
 
 
-def test_an_old_tagger_tags_as_it_did(tmp_path: Path) -> None:
-    want = EXPECTED["tag"]
+@pytest.mark.parametrize("case", range(len(EXPECTED["tag"])))
+def test_an_old_tagger_tags_as_it_did(case: int, tmp_path: Path) -> None:
+    want = EXPECTED["tag"][case]
     out = checked(
         run_script(
             "tag.py",

@@ -128,7 +128,8 @@ def build_char_features(
         raise ValueError(
             f"model.char_dim and model.char_size must be >= 1, got {char_dim} and {output_size}"
         )
-    if max_len is not None and max_len < 2:
+    whole = isinstance(max_len, int) and not isinstance(max_len, bool)
+    if max_len is not None and not (whole and max_len >= 2):
         raise ValueError(f"model.char_max_len must be >= 2 or null, got {max_len}")
     if kind == "cnn":
         return CharCNN(num_chars, char_dim, output_size, max_len=max_len)

@@ -49,8 +49,9 @@ def test_bad_options() -> None:
         build_char_features("gru", 10, 4, 6)
     with pytest.raises(ValueError, match="model.char_size must be even"):
         build_char_features("lstm", 10, 4, 5)
-    with pytest.raises(ValueError, match="model.char_max_len"):
-        build_char_features("cnn", 10, 4, 6, max_len=1)
+    for bad in (1, 12.5, "abc", True):
+        with pytest.raises(ValueError, match="model.char_max_len"):
+            build_char_features("cnn", 10, 4, 6, max_len=bad)
 
 
 def test_clip_words_keeps_the_head_and_the_tail_of_long_words() -> None:
