@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import math
 import random
+import re
 from pathlib import Path
 
 import lightning as L
@@ -122,10 +123,14 @@ def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "setup plugin" not in result.stdout + result.stderr  # alembic's 7 [HYDRA] lines
     jobs = job_dirs(sweep)
     assert [j.name.split("_")[0] for j in jobs] == ["0", "1"]
     for job in jobs:
         assert_complete_job(job)
+        # sampled floats in the folder name: 4 significant digits, not Optuna's 15
+        numbers = re.findall(r"\d+\.\d+", job.name)
+        assert numbers and all(len(re.sub(r"^[0.]+", "", n).replace(".", "")) <= 4 for n in numbers)
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
         assert "task.module.optimizer.lr=" in overrides and "model.dropout=" in overrides
     results = (sweep / "optimization_results.yaml").read_text()
