@@ -159,6 +159,20 @@ def _sweep_two_models(tmp_path: Path, *launcher: str) -> tuple[Path, list[Path]]
 
 
 @requires_data
+@pytest.mark.slow  # two jobs of two processes each
+def test_a_local_sweep_of_ddp_jobs_runs_each_job_in_its_processes(tmp_path: Path) -> None:
+    """docs/scaling-out.md: -m with trainer=ddp on the basic launcher runs the jobs one after
+    another, each with its own DDP processes and one folder per job."""
+    _, jobs = _sweep_two_models(
+        tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"
+    )
+    for job in jobs:  # one process (rank 0) wrote the job's events; nothing per rank beside it
+        events = (job / "tensorboard").glob("events.out.tfevents.*")
+        assert len({f.name.split(".")[-2] for f in events}) == 1
+    assert len(list(jobs[0].parent.iterdir())) == len(jobs) + 1  # + multirun.yaml
+
+
+@requires_data
 @requires_sweeps
 def test_joblib_launcher_runs_jobs_in_parallel(tmp_path: Path) -> None:
     _, jobs = _sweep_two_models(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
