@@ -2,6 +2,8 @@
 
 - docs/configuration.md's group table lists every option of each ``conf/<group>/`` folder and
   no option that is not there; the default it marks is the composed config's choice;
+- a sweep's sample on a page (its report table and the paths into it) has the job folder names
+  a sweep of that command writes today and epochs counted from 0;
 - every default stated for a top-level key (``num_threads`` (null: ...), ``seed`` (42; ...),
   "by default (`num_threads=1`)") is the composed config's value.
 
@@ -10,13 +12,17 @@ Generic over the table's rows and every page, so a group or page added later is 
 
 from __future__ import annotations
 
+import itertools
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import CONFIG_DIR, REPO
 from hydra import compose, initialize_config_dir
+
+from seqmodels.plumbing.tensorboard_view import run_name
 
 CONF = Path(CONFIG_DIR)
 CONFIGURATION = REPO / "docs" / "configuration.md"
@@ -108,3 +114,59 @@ def test_some_top_level_defaults_are_stated() -> None:
 @pytest.mark.parametrize(("page", "key", "value"), stated_defaults())
 def test_a_stated_top_level_default_is_the_configs(page: str, key: str, value: str, composed):
     assert yaml.safe_load(value) == composed[key], f"{page}: {key} defaults to {composed[key]}"
+
+
+# --- sample output: a sweep's report table and folder names ------------------------------------
+
+
+def sweep_samples() -> list[tuple[str, list[str], list[list[str]]]]:
+    """``(page, the -m command's overrides, the report table's rows)`` for each report table
+    that follows a ``train.py -m`` command on a page."""
+    samples = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for command, table in re.findall(
+            r"python scripts/train.py -m ((?:[^\n]*\\\n)*[^\n]*)\n(?:[^|]*?\n)(\| job \|.*?)\n\n",
+            text,
+            flags=re.S,
+        ):
+            words = shlex.split(command.replace("\\\n", " "))
+            lines = [line for line in table.splitlines() if line.startswith("| ")][1:]
+            rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
+            samples.append((str(page.relative_to(REPO)), words, rows))
+    return samples
+
+
+def jobs_of(overrides: list[str]) -> list[tuple[str, list[str]]]:
+    """Hydra's basic sweeper: ``(job folder name, the job's overrides)`` in job order."""
+    choices = [
+        [(k, v) for v in value.split(",")] for k, value in (o.split("=", 1) for o in overrides)
+    ]
+    jobs = []
+    for number, combination in enumerate(itertools.product(*choices)):
+        job = [f"{k}={v}" for k, v in combination]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[o for o in job if "hydra." not in o])
+        jobs.append((f"{number}_{run_name(cfg.data.name, cfg.model.name, job)}", job))
+    return jobs
+
+
+def test_the_docs_show_a_sweep_sample() -> None:
+    assert sweep_samples(), "no report table after a train.py -m command: the regex is stale"
+
+
+@pytest.mark.parametrize(("page", "overrides", "rows"), sweep_samples())
+def test_a_sweep_samples_folders_and_epochs_are_what_a_run_writes(page, overrides, rows) -> None:
+    """The job column holds the folder names a sweep writes today, epochs count from 0 (below
+    trainer.max_epochs), and every path into that sweep on the page names one of its jobs."""
+    jobs = dict(jobs_of(overrides))
+    assert sorted(row[0] for row in rows) == sorted(jobs), f"{page}: job folders"
+    epochs = int(dict(o.split("=", 1) for o in overrides).get("trainer.max_epochs", 10**6))
+    for row in rows:
+        best = re.search(r"\((\d+)\)", row[2])
+        assert best and int(best[1]) < epochs, f"{page}: epoch {row[2]} (epochs count from 0)"
+    sweep_dir = dict(o.split("=", 1) for o in overrides).get("hydra.sweep.dir")
+    if sweep_dir:
+        text = (REPO / page).read_text(encoding="utf-8")
+        for folder in re.findall(re.escape(sweep_dir) + r"/([^/\s]+)/", text):
+            assert folder in jobs, f"{page}: {sweep_dir}/{folder} is not a job folder"
