@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,7 +79,12 @@ def batch_of(meta: dict, sentences: list[list[str]]) -> tuple[torch.Tensor, torc
 @pytest.mark.parametrize("name", TAGGERS)
 def test_an_exported_tagger_answers_as_the_checkpoint(tmp_path: Path, name: str) -> None:
     ckpt = tagger_checkpoint(tmp_path, name)
-    artifact = export_checkpoint(ckpt, tmp_path / "tagger.pt2")
+    umask = os.umask(0o022)
+    try:
+        artifact = export_checkpoint(ckpt, tmp_path / "tagger.pt2")
+    finally:
+        os.umask(umask)
+    assert artifact.stat().st_mode & 0o777 == 0o644  # as a checkpoint, not mkstemp's 0600
     meta, program = serve(artifact)
     assert meta["vocabs"] == VOCABS and meta["task"] == "slot_filling"
     net, checkpoint = load_net(ckpt, data_kind="slot_filling")

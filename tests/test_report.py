@@ -117,11 +117,32 @@ def test_test_step_writes_per_type_scores_and_report_tabulates_them(sweep: Path)
     main_header = next(line for line in text.splitlines() if line.startswith("| job"))
     assert "test/f1" in main_header and "_per_type/" not in main_header  # their own table
     section = text.split("test F1 per type", 1)[1]
-    header = next(line for line in section.splitlines() if line.startswith("| job"))
+    header = next(line for line in section.splitlines() if line.startswith("| type"))
     columns = [c.strip() for c in header.strip("|").split(" | ")]
-    assert columns[-1] == "micro avg" and set(saved["per_type"]) <= set(columns)
+    assert columns[0] == "type" and columns[-1] == "mean ± sd (2 jobs)"
+    assert len(columns) == 4  # a column per job (its number), not per type: SNIPS has 39 types
     table = rows(section)
-    assert len(table) == 3 and table[-1][0] == "mean ± sd"
-    micro = [float(row[-1]) for row in table[:2]]
-    assert micro[0] != micro[1] or micro[0] == 0.0
+    kinds = {
+        k for j in jobs for k in json.loads((j / "test_span_report.json").read_text())["per_type"]
+    }
+    assert [row[0] for row in table] == [*sorted(kinds), "micro avg"]
+    micro = [float(cell) for cell in table[-1][1:3]]
     assert table[-1][-1].startswith(f"{sum(micro) / 2:.2f} ± ")
+
+
+def test_labels_and_names_round_floats_and_the_chart_fits_them(tmp_path, recwarn) -> None:
+    """Optuna's floats (0.000587194737873281) as 4 significant digits, in the table, the
+    chart's labels and run folders; the chart lays out without matplotlib's warning."""
+    from seqmodels.commands.report import Job, label, plot_tests
+
+    keys = ["task.module.optimizer.lr", "model.dropout", "model.hidden_size"]
+    jobs = []
+    for n, (lr, drop) in enumerate([("0.000587194737873281", "0.303281247"), ("0.01", "0.1")]):
+        overrides = dict(zip(keys, [lr, drop, "256"]))
+        job = Job(tmp_path / str(n), f"{n}_atis-bilstm", "slot_filling", "val/f1", "max", overrides)
+        job.test = {"test/f1": 0.9}
+        jobs.append(job)
+    assert label(jobs[0], keys) == "0: lr=0.0005872 dropout=0.3033 hidden_size=256"
+    plot_tests(jobs, keys, tmp_path / "bars.png")
+    assert not [w for w in recwarn if "constrained_layout" in str(w.message)]
+    assert_png(tmp_path / "bars.png")

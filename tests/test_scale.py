@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import math
 import random
+import re
 from pathlib import Path
 
 import lightning as L
@@ -122,10 +123,14 @@ def test_optuna_sweep_runs_trials_and_reports_the_best(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "setup plugin" not in result.stdout + result.stderr  # alembic's 7 [HYDRA] lines
     jobs = job_dirs(sweep)
     assert [j.name.split("_")[0] for j in jobs] == ["0", "1"]
     for job in jobs:
         assert_complete_job(job)
+        # sampled floats in the folder name: 4 significant digits, not Optuna's 15
+        numbers = re.findall(r"\d+\.\d+", job.name)
+        assert numbers and all(len(re.sub(r"^[0.]+", "", n).replace(".", "")) <= 4 for n in numbers)
         overrides = (job / ".hydra" / "overrides.yaml").read_text()
         assert "task.module.optimizer.lr=" in overrides and "model.dropout=" in overrides
     results = (sweep / "optimization_results.yaml").read_text()
@@ -151,6 +156,20 @@ def _sweep_two_models(tmp_path: Path, *launcher: str) -> tuple[Path, list[Path]]
     for job in jobs:
         assert_complete_job(job)
     return sweep, jobs
+
+
+@requires_data
+@pytest.mark.slow  # two jobs of two processes each
+def test_a_local_sweep_of_ddp_jobs_runs_each_job_in_its_processes(tmp_path: Path) -> None:
+    """docs/scaling-out.md: -m with trainer=ddp on the basic launcher runs the jobs one after
+    another, each with its own DDP processes and one folder per job."""
+    _, jobs = _sweep_two_models(
+        tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"
+    )
+    for job in jobs:  # one process (rank 0) wrote the job's events; nothing per rank beside it
+        events = (job / "tensorboard").glob("events.out.tfevents.*")
+        assert len({f.name.split(".")[-2] for f in events}) == 1
+    assert len(list(jobs[0].parent.iterdir())) == len(jobs) + 1  # + multirun.yaml
 
 
 @requires_data

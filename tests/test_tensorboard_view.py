@@ -197,6 +197,12 @@ def test_run_names_say_what_the_run_is() -> None:
     parsed = OverridesParser.create().parse_overrides([f"ckpt_path=runs/1_{name}_7/last.ckpt"])
     assert parsed[0].value() == f"runs/1_{name}_7/last.ckpt"
     assert run_name("atis", "bilstm") == "atis-bilstm"
+    # Optuna's floats: 4 significant digits (was lr-0.000587194737873281)
+    optuna = ["task.module.optimizer.lr=0.000587194737873281", "model.hidden_size=256"]
+    assert run_name("atis", "bilstm", optuna) == "atis-bilstm_lr-0.0005872+hidden_size-256"
+    assert (
+        run_name("atis", "bilstm", ["model.dropout=0.30328124701"]) == "atis-bilstm_dropout-0.3033"
+    )
     long = run_name("atis", "lstm", [f"model.k{i}=1234567" for i in range(20)])
     assert len(long) < 110 and long.endswith("+...") and "/" not in long
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 import tracemalloc
 from pathlib import Path
 
@@ -263,3 +264,72 @@ def test_bad_options_are_named(tmp_path: Path) -> None:
         CharLMDataModule(name="text_file", data_dir=str(tmp_path)).prepare_data()
     with pytest.raises(ConfigError, match=r"^data.reverse must be true or false, got 'yes'$"):
         CharLMDataModule(reverse="yes")
+
+
+def test_a_text_edited_in_place_with_its_size_and_time_kept_is_encoded_again(tmp_path) -> None:
+    """rsync -a, cp -p and tar keep a file's size and modification time: the content decides."""
+    cache = tmp_path / "cache"
+    path = write(tmp_path / "t.txt", "abc abc\n" * 100)
+    first = encode_file(path, scan_vocab(path, cache), cache)
+    stat = path.stat()
+    write(path, "cab cab\n" * 100)  # same characters, same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
+    again = encode_file(path, scan_vocab(path, cache), cache)
+    assert decode(again) == "cab cab\n" * 100
+    # A new name: a run still reading the old ids (workers reopen by name) keeps reading them.
+    assert again.path != first.path and decode(first) == "abc abc\n" * 100
+
+
+def test_a_large_text_is_fingerprinted_by_sampled_blocks(tmp_path, monkeypatch) -> None:
+    from seqmodels.data import token_cache
+
+    monkeypatch.setattr(token_cache, "HASH_WHOLE", 1000)
+    monkeypatch.setattr(token_cache, "SAMPLE", 10)
+    path = tmp_path / "big.txt"
+    path.write_bytes(b"a" * 5000)
+    before = token_cache.fingerprint(path)
+    stat = path.stat()
+    path.write_bytes(b"a" * 4990 + b"b" * 10)  # the last block changed: always sampled
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert token_cache.fingerprint(path) != before
+
+
+def test_token_files_get_the_umask_mode_like_checkpoints(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = write(tmp_path / "t.txt", "abc abc\n" * 10)
+        tokens = encode_file(path, scan_vocab(path, tmp_path / "c"), tmp_path / "c")
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "c").iterdir()}
+    assert modes and set(modes.values()) == {0o644}, modes
+    assert tokens.path.name in modes
+
+
+def test_token_files_go_to_the_users_cache_not_the_data_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    path = write(data_dir / "t.txt", "abc abc\n" * 100)
+    data = CharLMDataModule(path=str(path), data_dir=str(data_dir), block_size=8)
+    data.setup()
+    assert data.tokens_dir == tmp_path / "xdg" / "seqmodels" / "tokens"
+    assert any(data.tokens_dir.glob("t-*.uint8"))
+    assert sorted(p.name for p in data_dir.iterdir()) == ["t.txt"]  # nothing written beside it
+
+
+def test_an_unwritable_cache_falls_back_with_one_line(tmp_path, monkeypatch, caplog) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    path = write(tmp_path / "t.txt", "abc abc\n" * 100)
+    with caplog.at_level("WARNING"):
+        for _ in range(2):
+            data = CharLMDataModule(path=str(path), block_size=8)
+            data.setup()
+    assert data.tokens_dir.is_relative_to(tmp_path / "tmp")
+    lines = [r.getMessage() for r in caplog.records if "cannot write token files" in r.message]
+    assert len(lines) == 1 and str(data.tokens_dir) in lines[0], lines

@@ -110,3 +110,24 @@ def test_wandb_offline_run_holds_each_val_epoch_and_the_config(tmp_path: Path) -
     assert config["model"]["hidden_size"] == 16
     assert config["task"]["monitor"] == "val/loss"
     assert config["seed"] == 42
+
+
+@pytest.mark.parametrize("form", ["absolute", "relative"])
+def test_mlflow_takes_a_plain_folder(tmp_path: Path, monkeypatch, form: str) -> None:
+    """logger.mlflow.tracking_uri=/tmp/mlruns: MLflow 3 refuses a file store unless opted in
+    (MLFLOW_ALLOW_FILE_STORE), which a plain folder needs as a file: URI does."""
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from seqmodels.plumbing.trackers import mlflow_logger
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "mlruns"
+    uri = str(folder) if form == "absolute" else "mlruns"
+    logger = mlflow_logger(str(tmp_path / "run_1"), uri, "seqmodels-test")
+    logger.log_metrics({"val/f1": 0.5}, step=0)
+    logger.finalize("success")
+    runs = MlflowClient(folder.as_uri()).search_runs([logger.experiment_id])
+    assert [r.info.run_name for r in runs] == ["run_1"]
+    assert runs[0].data.metrics["val/f1"] == 0.5

@@ -31,6 +31,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("train.py", ["model=[foo"], "cannot parse the override 'model=[foo'"),
     ("train.py", ["trainer.max_epochs=abc"], "trainer.max_epochs"),
     ("train.py", ["ckpt_path={tmp}/missing.ckpt"], "{tmp}/missing.ckpt"),
+    ("train.py", ["ckpt_path=last"], "add hydra.run.dir=<the run to continue>"),
     # eval.py
     ("eval.py", [], "ckpt_path is required"),
     ("eval.py", ["ckpt_path={tmp}/missing.ckpt"], "ckpt_path={tmp}/missing.ckpt does not exist"),

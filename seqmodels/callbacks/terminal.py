@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import time
 from typing import Any
 
 import lightning as L
@@ -23,6 +25,27 @@ class ProgressBar(TQDMProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         return items
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Through a pipe or into a file (stdout not a terminal) a bar's every refresh is a
+        line of the log: no bars then, one line per training epoch instead."""
+        super().setup(trainer, pl_module, stage)
+        self._lines = not sys.stdout.isatty()
+        if self._lines:
+            self.disable()
+        self._started = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not getattr(self, "_lines", False) or not trainer.is_global_zero:
+            return
+        metrics = self.get_metrics(trainer, pl_module)
+        shown = "  ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+        )
+        total = trainer.max_epochs if trainer.max_epochs and trainer.max_epochs > 0 else "?"
+        took = time.monotonic() - self._started
+        print(f"epoch {trainer.current_epoch}/{total}: {shown}  ({took:.0f} s)", flush=True)
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

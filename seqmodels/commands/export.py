@@ -40,6 +40,7 @@ from torch.export import Dim
 from torch.nn import functional as F
 
 from seqmodels.core.errors import ConfigError, errors_reported
+from seqmodels.data.download import current_umask
 from seqmodels.layers.char_features import CharLSTM
 from seqmodels.layers.encoders import RNNEncoder
 from seqmodels.nets import CharLMNet, SlotTaggerNet, load_net
@@ -349,6 +350,7 @@ def export_checkpoint(ckpt_path: str | Path, output: str | Path, fmt: str = "pt2
     serializer.setLevel(logging.ERROR)
     try:
         torch.export.save(program, tmp, extra_files=extra)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp's 0600 -> 0644 (umask 022), as a ckpt
         os.replace(tmp, output)  # a reader never sees half a file
     finally:
         serializer.setLevel(level)

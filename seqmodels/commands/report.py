@@ -30,6 +30,7 @@ from matplotlib.ticker import MaxNLocator
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from seqmodels.core.errors import UserError
+from seqmodels.plumbing.names import short_number
 
 log = logging.getLogger(__name__)
 
@@ -185,10 +186,14 @@ def label(job: Job, keys: list[str]) -> str:
     short = {k: k.rsplit(".", 1)[-1] for k in keys}
     if len(set(short.values())) < len(short):
         short = {k: k for k in keys}
-    parts = [f"{short[k]}={job.overrides[k]}" for k in keys if k in job.overrides]
+    parts = [f"{short[k]}={short_number(job.overrides[k])}" for k in keys if k in job.overrides]
+    return f"{job_id(job)}: {' '.join(parts)}" if parts else job.name
+
+
+def job_id(job: Job) -> str:
+    """A Hydra job's number (``3`` for ``3_atis-gru_...``); any other folder's whole name."""
     number, _, rest = job.name.partition("_")
-    name = number if number.isdigit() and rest else job.name
-    return f"{name}: {' '.join(parts)}" if parts else job.name
+    return number if number.isdigit() and rest else job.name
 
 
 def ranked(jobs: list[Job]) -> list[Job]:
@@ -211,7 +216,7 @@ def table(jobs: list[Job], keys: list[str]) -> list[str]:
         best = f"{fmt(job.best[1])} ({job.best[0]})" if job.best else "—"
         cells = [
             job.name,
-            *(job.overrides.get(k, "") for k in keys),
+            *(short_number(job.overrides.get(k, "")) for k in keys),
             best,
             *(fmt(job.test.get(k)) for k in tests),
             f"{job.params:,}" if job.params is not None else "—",
@@ -254,10 +259,12 @@ def curves_figure(jobs: list[Job], keys: list[str]) -> Figure:
 def plot_tests(jobs: list[Job], keys: list[str], path: Path) -> None:
     """Each job's final test value of the main metric as a labelled horizontal bar."""
     metric = test_of(jobs[0].monitor)
-    fig = Figure(figsize=(7, 1.2 + 0.45 * len(jobs)), dpi=100, layout="constrained")
+    labels = [label(job, keys) for job in jobs]
+    width = max(7.0, 4.0 + 0.075 * max(map(len, labels)))  # room for the labels beside the bars
+    fig = Figure(figsize=(width, 1.2 + 0.45 * len(jobs)), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     values = [job.test.get(metric, 0.0) for job in jobs]
-    bars = ax.barh([label(job, keys) for job in jobs], values, color="tab:blue")
+    bars = ax.barh(labels, values, color="tab:blue")
     texts = [
         f"{job.test[metric]:.4f}" if metric in job.test else job.status.split(":")[0]
         for job in jobs
@@ -269,9 +276,14 @@ def plot_tests(jobs: list[Job], keys: list[str], path: Path) -> None:
     fig.savefig(path)
 
 
-def per_type_f1(jobs: list[Job], keys: list[str]) -> list[str]:
-    """Markdown rows: each job's test F1 per span type (from its ``test_span_report.json``,
-    written by the slot tagger's test step), then the mean and standard deviation over jobs."""
+PER_TYPE_JOBS = 6  # columns of the per-type table: the best jobs (mean ± sd over all)
+
+
+def per_type_f1(jobs: list[Job]) -> list[str]:
+    """Markdown rows: test F1 per span type (a row each, from each job's
+    ``test_span_report.json``), a column for each of the best ``PER_TYPE_JOBS`` jobs (by their
+    number, as in the table above) and the mean ± sd over every job. Types run down the page:
+    SNIPS's 39 types as columns made a table 40 columns wide."""
     reports = {}
     for job in jobs:
         path = job.path / "test_span_report.json"
@@ -279,29 +291,22 @@ def per_type_f1(jobs: list[Job], keys: list[str]) -> list[str]:
             reports[job.name] = json.loads(path.read_text(encoding="utf-8"))
     if not reports:
         return []
-    types = sorted({t for r in reports.values() for t in r["per_type"]})
-    header = ["job", *types, "micro avg"]
+    types = [*sorted({t for r in reports.values() for t in r["per_type"]}), "micro avg"]
+    scores = {
+        name: {**r["per_type"], "micro avg": r["micro"]} for name, r in reports.items()
+    }  # fmt: skip
+    shown = [job for job in jobs if job.name in reports][:PER_TYPE_JOBS]
+    spread = len(reports) > 1
+    header = ["type", *(job_id(job) for job in shown)]
+    header += [f"mean ± sd ({len(reports)} jobs)"] if spread else []
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    columns: dict[str, list[float]] = {t: [] for t in [*types, "micro avg"]}
-    for job in jobs:
-        if job.name not in reports:
-            continue
-        scores = {**reports[job.name]["per_type"], "micro avg": reports[job.name]["micro"]}
-        cells = []
-        for kind in columns:
-            value = scores.get(kind, {}).get("f1")
-            if value is not None:
-                columns[kind].append(value)
-            cells.append(fmt(value, 2))
-        rows.append("| " + " | ".join([label(job, keys), *cells]) + " |")
-    if len(reports) > 1:
-        spread = [
-            f"{statistics.mean(v):.2f} ± {statistics.stdev(v) if len(v) > 1 else 0:.2f}"
-            if v
-            else "—"
-            for v in columns.values()
-        ]
-        rows.append("| " + " | ".join(["mean ± sd", *spread]) + " |")
+    for kind in types:
+        cells = [fmt(scores[job.name].get(kind, {}).get("f1"), 2) for job in shown]
+        if spread:
+            values = [v for s in scores.values() if (v := s.get(kind, {}).get("f1")) is not None]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            cells.append(f"{statistics.mean(values):.2f} ± {sd:.2f}" if values else "—")
+        rows.append("| " + " | ".join([kind, *cells]) + " |")
     return rows
 
 
@@ -338,7 +343,7 @@ def report(root: str | Path, per_type: bool = False) -> Path:
         lines += ["", "Epochs count from 0, as in checkpoint names: epoch 3 is `epoch_003.ckpt`."]
         lines += ["", f"![{group[0].monitor} per epoch]({stem}_val.png)", ""]
         lines += [f"![{test_of(group[0].monitor)} per job]({stem}_test.png)", ""]
-        if per_type and (rows := per_type_f1(group, keys)):
+        if per_type and (rows := per_type_f1(group)):
             lines += [f"### {task}: test F1 per type", "", *rows, ""]
     path = root / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")

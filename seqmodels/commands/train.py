@@ -20,7 +20,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.callbacks import SaveRunConfig
-from seqmodels.core.checkpoints import check_resumable
+from seqmodels.core.checkpoints import check_last_exists, check_resumable
 from seqmodels.core.errors import errors_reported
 from seqmodels.plumbing.cli import CONFIG_DIR, one_line_errors
 from seqmodels.plumbing.config_checks import ConfigError, check_config
@@ -127,6 +127,8 @@ def warn_if_resuming_elsewhere(cfg: DictConfig) -> None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit ``cfg``'s model on ``cfg``'s data, test the best checkpoint, return all metrics."""
     check_config(cfg)
+    if cfg.get("ckpt_path") == "last":
+        check_last_exists(cfg.paths.output_dir)
     if cfg.get("num_threads"):
         torch.set_num_threads(cfg.num_threads)
     if cfg.get("seed") is not None:

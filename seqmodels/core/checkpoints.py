@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqmodels.core.errors import CheckpointError
+from seqmodels.core.errors import CheckpointError, ConfigError
 
 REQUIRED_KEYS = ("config", "hyper_parameters", "state_dict")
 
@@ -89,6 +90,49 @@ def check_resumable(path: str | Path, module: torch.nn.Module, config: dict[str,
     raise CheckpointError(
         f"cannot resume from {path}: it holds weights of another model than this run builds"
         f"{detail}. Resume with the options it was trained with, or start a new run"
+    )
+
+
+# A run folder's name: <date>_<time>_<microseconds>_<what the run is>_<process id>.
+RUN_FOLDER = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_(?P<what>.+)_\d+")
+
+
+def has_last(run_dir: Path) -> bool:
+    """Whether ``ckpt_path=last`` finds a checkpoint in the run (Lightning's ``last*.ckpt``)."""
+    return any("last" in p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+
+
+def latest_like(run_dir: Path) -> Path | None:
+    """The newest run folder beside ``run_dir`` with a last checkpoint that trained what this
+    run trains (the same data, model and overrides; else the same data and model)."""
+    found = RUN_FOLDER.fullmatch(run_dir.name)
+    if found is None or not run_dir.parent.is_dir():
+        return None
+    what = found["what"]
+    runs = [
+        (m["what"], p)
+        for p in run_dir.parent.iterdir()
+        if p != run_dir and (m := RUN_FOLDER.fullmatch(p.name)) and has_last(p)
+    ]
+    for alike in (lambda w: w == what, lambda w: w.split("_")[0] == what.split("_")[0]):
+        matching = sorted(p for w, p in runs if alike(w))  # names start with the time
+        if matching:
+            return matching[-1]
+    return None
+
+
+def check_last_exists(run_dir: str | Path) -> None:
+    """Refuse ``ckpt_path=last`` in a run folder without a last checkpoint (a new folder, as
+    each run gets unless ``hydra.run.dir`` names the one to continue); Lightning would start a
+    fresh run with advice about ``save_last``."""
+    run_dir = Path(run_dir).expanduser()
+    if has_last(run_dir):
+        return
+    latest = latest_like(run_dir.resolve())
+    hint = f" (the latest like this run: hydra.run.dir={latest})" if latest else ""
+    raise ConfigError(
+        f"ckpt_path=last continues a run, but {run_dir} is a new run folder without "
+        f"checkpoints/last.ckpt: add hydra.run.dir=<the run to continue>{hint}"
     )
 
 

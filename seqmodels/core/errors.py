@@ -121,15 +121,16 @@ def lost_peer(err: BaseException) -> str | None:
     out of memory, a lost node): which process this is, what happened, and how to go on."""
     if not isinstance(err, RuntimeError) or "torch.distributed" not in sys.modules:
         return None
+    import torch.distributed as dist  # loaded already (above)
+
+    # ``import torch`` loads torch.distributed too: only a process group that was set up makes
+    # this a distributed run (a DataLoader worker's broken pipe in one process is not).
+    if not (dist.is_available() and dist.is_initialized()):
+        return None
     found = LOST_PEER.search(str(err))
     if found is None:
         return None
-    import torch.distributed as dist  # loaded already (above)
-
-    if dist.is_initialized():
-        rank, world = dist.get_rank(), dist.get_world_size()
-    else:
-        rank, world = os.environ.get("RANK", "?"), os.environ.get("WORLD_SIZE", "?")
+    rank, world = dist.get_rank(), dist.get_world_size()
     return (
         f"another process of this distributed run stopped (this is rank {rank} of {world}; "
         f"{type(err).__name__}: {found.group(0)}); once every process has stopped, start them "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import lightning as L
@@ -22,6 +21,7 @@ from seqmodels.data.token_file import (
     TokenSpan,
     byte_vocab,
     check_unit,
+    default_cache_dir,
     encode_file,
     open_bytes,
     scan_vocab,
@@ -51,8 +51,9 @@ class CharLMDataModule(L.LightningDataModule):
     """Train, validation and test text read from token files, a slice at a time.
 
     The text is encoded once into a token file (:mod:`seqmodels.data.token_file`, cached in
-    ``cache_dir``, default ``<data_dir>/tokens``); every loader reads the slices it needs from
-    it, so nothing proportional to the corpus stays in memory and DDP processes share one file.
+    ``cache_dir``, default the user's cache ``~/.cache/seqmodels/tokens``); every loader reads
+    the slices it needs from it, so nothing proportional to the corpus stays in memory and DDP
+    processes share one file.
     ``unit="byte"`` models the file's bytes (any file; the 256 byte values are the vocabulary),
     ``"char"`` its characters (UTF-8; the vocabulary is every character of the corpus, or
     ``vocab`` as saved in a checkpoint).
@@ -146,14 +147,12 @@ class CharLMDataModule(L.LightningDataModule):
 
     @property
     def tokens_dir(self) -> Path:
-        """Where token files go: ``cache_dir``, else ``<data_dir>/tokens`` (or, where
-        that folder cannot be written, ``~/.cache/seqmodels/tokens``)."""
+        """Where token files go: ``cache_dir``, else the user's cache
+        (``$XDG_CACHE_HOME/seqmodels/tokens``, ``~/.cache/seqmodels/tokens``), never the data
+        folder, which is often shared or read-only."""
         if self.cache_dir is not None:
             return Path(self.cache_dir).expanduser()
-        data_dir = Path(self.data_dir).expanduser()
-        if data_dir.is_dir() and not os.access(data_dir, os.W_OK):
-            return Path("~/.cache/seqmodels/tokens").expanduser()
-        return data_dir / "tokens"
+        return default_cache_dir()
 
     def prepare_data(self) -> None:
         """Download (registered corpora) and encode once; under DDP one process per node."""

@@ -63,9 +63,16 @@ class ConllDataModule(SlotFillingDataModule):
             raise DatasetError(f"data.path={self.folder} does not exist or is not a folder")
 
     def read_split(self, split: str) -> list[Utterance]:
-        sentences = read_conll(
-            self.folder / self.files[split], self.scheme, self.tag_column, self.label_key
-        )
+        path = self.folder / self.files[split]
+        if not path.is_file() and self.folder.is_dir():
+            there = sorted(p.name for p in self.folder.iterdir() if p.is_file())
+            shown = ", ".join(there[:12]) + (", ..." if len(there) > 12 else "")
+            raise DatasetError(
+                f"data.path={self.folder} has no {self.files[split]} (data.files.{split}="
+                f"{self.files[split]}); set data.files.{split}=<a file there> (it holds: "
+                f"{shown or 'no files'})"
+            )
+        sentences = read_conll(path, self.scheme, self.tag_column, self.label_key)
         if self.encoding == "IOBES" and SCHEMES[self.scheme.upper()] == "BI":
             sentences = [Utterance(s.words, iob2_to_iobes(s.tags), s.intent) for s in sentences]
         return sentences

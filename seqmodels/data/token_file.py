@@ -1,11 +1,15 @@
 """A text encoded once to a binary file of token ids, then read a slice at a time.
 
 The first use of a text scans its vocabulary and writes its ids (``uint8`` when the vocabulary
-has at most 256 symbols, else ``uint16``/``uint32``) to ``<cache_dir>/<stem>-<key>.<dtype>``,
-via a temporary file renamed when complete. The key covers the text's path, the unit and the
-vocabulary; a JSON file beside the ids records the text's size and modification time, so an
-edited text is encoded again and never read with stale ids. Both passes read the text in
-chunks with vectorised numpy code; nothing proportional to the text stays in memory.
+has at most 256 symbols, else ``uint16``/``uint32``) to
+``<cache_dir>/<stem>-<key>-<content>.<dtype>``, via a temporary file renamed when complete. The
+key covers the text's path, the unit and the vocabulary; ``content`` is the text's
+:func:`fingerprint` (its size, modification time and a hash of its bytes), so an edited text is
+written to a new file and never read with stale ids, even when the edit kept its size and
+modification time (``rsync -a``, ``cp -p``, ``tar``). A token file is never replaced in place:
+a run still reading an older version (DataLoader workers reopen it by name) keeps reading the
+ids it started with. Both passes read the text in chunks with vectorised numpy code; nothing
+proportional to the text stays in memory.
 
 ``unit="byte"`` needs no encoding at all: the 256 byte values are the vocabulary and the text
 file itself is the token file (any file, UTF-8 or not).
@@ -13,10 +17,8 @@ file itself is the token file (any file, UTF-8 or not).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +30,24 @@ from tqdm.auto import tqdm
 
 from seqmodels.core.errors import DatasetError
 from seqmodels.data.text_codec import UNITS, check_unit
+from seqmodels.data.token_cache import (
+    default_cache_dir,
+    digest,
+    fingerprint,
+    read_json,
+    write_atomically,
+)
 
-__all__ = ["UNITS", "TokenFile", "TokenSpan", "check_unit", "encode_file", "open_bytes"]
+__all__ = [
+    "UNITS",
+    "TokenFile",
+    "TokenSpan",
+    "check_unit",
+    "default_cache_dir",
+    "encode_file",
+    "fingerprint",
+    "open_bytes",
+]
 CHUNK = 1 << 23  # bytes of text per step (8 MiB: the arrays of a step stay small)
 PROGRESS_FROM = 1 << 26  # show a progress bar for texts of 64 MiB and more
 MAX_CODEPOINT = 0x110000
@@ -126,45 +144,11 @@ def _codepoints(chunk: bytes, path: Path, offset: int) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le"), dtype="<u4")
 
 
-def _stamp(path: Path) -> dict[str, int]:
-    stat = path.stat()
-    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _write_atomically(dest: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``dest``; rename it only when complete."""
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as err:
-        raise DatasetError(
-            f"cannot write token files into {dest.parent} ({err}); set data.cache_dir= to a "
-            "writable folder"
-        ) from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp_name, dest)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-
-
 def scan_vocab(path: Path, cache_dir: Path) -> list[str]:
     """Every character of the UTF-8 text at ``path``, sorted by code point (cached)."""
-    cached = cache_dir / f"{path.stem}-{_digest(str(path.resolve()), 'char')}.vocab.json"
-    stamp = _stamp(path)
-    saved = _read_json(cached)
+    cached = cache_dir / f"{path.stem}-{digest(str(path.resolve()), 'char')}.vocab.json"
+    stamp = fingerprint(path)
+    saved = read_json(cached)
     if saved and saved.get("stamp") == stamp:
         return list(saved["vocab"])
     if stamp["size"] == 0:
@@ -183,7 +167,7 @@ def scan_vocab(path: Path, cache_dir: Path) -> list[str]:
     if all(ch.isspace() for ch in vocab):
         raise DatasetError(f"{path} is only whitespace ({stamp['size']} bytes)")
     text = json.dumps({"stamp": stamp, "vocab": vocab}, ensure_ascii=True).encode()
-    _write_atomically(cached, lambda f: f.write(text))
+    write_atomically(cached, lambda f: f.write(text))
     return vocab
 
 
@@ -191,18 +175,13 @@ def encode_file(path: Path, vocab: Sequence[str], cache_dir: Path) -> TokenFile:
     """The ids of the text at ``path`` under ``vocab``, encoded now unless already cached."""
     vocab = list(vocab)
     dtype = dtype_for(len(vocab))
-    key = _digest(str(path.resolve()), "char", vocab)
-    tokens = cache_dir / f"{path.stem}-{key}.{dtype.name}"
-    meta_path = tokens.with_name(tokens.name + ".json")
-    stamp = _stamp(path)
-    meta = _read_json(meta_path)
-    if (
-        meta
-        and meta.get("stamp") == stamp
-        and tokens.is_file()
-        and tokens.stat().st_size == meta["count"] * dtype.itemsize
-    ):
-        return TokenFile(tokens, dtype, meta["count"], vocab)
+    stamp = fingerprint(path)
+    key = digest(str(path.resolve()), "char", vocab)
+    # The content's own name: a changed text gets a new file beside the old one, which a run
+    # still reading it keeps (readers hold a name, so a file is never replaced under them).
+    tokens = cache_dir / f"{path.stem}-{key}-{digest(stamp)[:12]}.{dtype.name}"
+    if tokens.is_file():  # complete: it only appears by a rename
+        return TokenFile(tokens, dtype, tokens.stat().st_size // dtype.itemsize, vocab)
 
     codes = np.array([ord(ch) for ch in vocab], dtype=np.int64)
     lut = np.full(MAX_CODEPOINT, -1, dtype=np.int32)  # code point -> id (-1: not in vocab)
@@ -230,10 +209,12 @@ def encode_file(path: Path, vocab: Sequence[str], cache_dir: Path) -> TokenFile:
                     out.append(ids.astype(dtype).tobytes())
                 count += len(out[-1]) // dtype.itemsize
             f.write(b"".join(out))
+        if fingerprint(path) != stamp:  # edited while read: these ids are not of that content
+            raise DatasetError(f"{path} changed while it was being encoded; start again")
 
-    _write_atomically(tokens, write)
+    write_atomically(tokens, write)
     meta_text = json.dumps({"source": str(path.resolve()), "stamp": stamp, "count": count}).encode()
-    _write_atomically(meta_path, lambda f: f.write(meta_text))
+    write_atomically(tokens.with_name(tokens.name + ".json"), lambda f: f.write(meta_text))
     return TokenFile(tokens, dtype, count, vocab)
 
 

@@ -50,6 +50,16 @@ def silence_third_party_noise() -> None:
         message=r"MLFlow only allows .* Replacing grad_flow/\S*k=\d+ with grad_flow/\S*k\d+\.$",
         category=RuntimeWarning,
     )
+    # A short run (limit_train_batches, a small set) has fewer batches than the logging
+    # interval; train/loss is still logged at the epoch's end, so there is nothing to act on.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"The number of training batches \(\d+\) is smaller than the logging interval",
+    )
+    # Optuna's sweeper imports alembic (for database storages this project does not use),
+    # whose plugin registry logs "setup plugin alembic...." seven times at INFO, which
+    # Hydra's sweeper logging prints as [HYDRA] lines.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # Lightning's rank-zero logger also prints "GPU available", checkpoint paths and the
     # like; only its advertisements are dropped.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_TIPS)

@@ -34,6 +34,8 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from torch.utils.tensorboard.summary import scalar
 from torch.utils.tensorboard.writer import FileWriter
 
+from seqmodels.plumbing.names import short_number
+
 HPARAMS_RUN = "hparams"  # sub-folder of the run's tensorboard/ folder
 FINAL_PREFIX = "hparams/"  # tags of the final metrics: hparams/val/f1, hparams/test/f1, ...
 
@@ -101,7 +103,7 @@ def run_name(data: str, model: str, overrides: Sequence[str] = ()) -> str:
         key = override_key(override)
         if key in ("data", "model", "task"):
             continue
-        value = override.split("=", 1)[1] if "=" in override else ""
+        value = short_number(override.split("=", 1)[1]) if "=" in override else ""
         value = re.sub(r"[^A-Za-z0-9._-]", "", value.replace("/", "-").replace(",", "-"))
         parts.append(f"{key.rsplit('.', 1)[-1]}-{value}")
     tail = re.sub(r"[^A-Za-z0-9._+-]", "", "+".join(parts))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 
@@ -34,13 +35,19 @@ def mlflow_logger(
     run_name: str | None = None,
     **kwargs: Any,
 ) -> MLFlowLogger:
-    """Lightning's :class:`MLFlowLogger` on ``tracking_uri`` (a ``file:`` folder or a server).
+    """Lightning's :class:`MLFlowLogger` on ``tracking_uri`` (a folder, plain or as a ``file:``
+    URI, or a server).
 
     MLflow 3 refuses a local ``file:`` store unless ``MLFLOW_ALLOW_FILE_STORE`` is set (it
     steers to a database). The file store needs no database set-up and takes the parallel jobs
-    of a sweep, so a ``file:`` URI opts in (``mlflow ui`` on it needs the same variable).
+    of a sweep, so a folder opts in (``mlflow ui`` on it needs the same variable); a plain path
+    is made an absolute ``file:`` URI first.
     """
     _require("mlflow", "mlflow")
+    tracking_uri = str(tracking_uri)
+    scheme = urlparse(tracking_uri).scheme
+    if len(scheme) <= 1:  # a plain folder (/tmp/mlruns, mlruns, ~/mlruns; C:\\... on Windows)
+        tracking_uri = Path(tracking_uri).expanduser().resolve().as_uri()
     if tracking_uri.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     return MLFlowLogger(

@@ -17,7 +17,7 @@ import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from seqmodels.metrics import SpanF1
-from seqmodels.metrics.span_report import format_table, span_errors, write_report
+from seqmodels.metrics.span_report import span_errors, write_report
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,22 @@ def log_test_span_report(
         "errors": span_errors(utterances),
     }
     path = write_report(trainer.default_root_dir, report, REPORT_NAME, "test")
-    log.info(
-        "per-type test scores (span errors with examples in %s):\n%s",
-        path,
-        format_table(per_type, micro),
+    log.info("%s", worst_types(per_type, path))
+
+
+WORST_SHOWN = 5
+
+
+def worst_types(per_type: dict[str, dict[str, Any]], path: Any) -> str:
+    """One line for the terminal: the types with the lowest test F1 (among those in the gold
+    test set; most frequent first on ties) and where the full table is. ATIS's 80-row table
+    stays in the run folder and TensorBoard (``test/per_type``)."""
+    gold = {kind: row for kind, row in per_type.items() if row.get("support", 0) > 0}
+    worst = sorted(gold.items(), key=lambda kv: (kv[1]["f1"], -kv[1]["support"], kv[0]))
+    shown = ", ".join(
+        f"{kind} {row['f1']:.1f} ({row['support']})" for kind, row in worst[:WORST_SHOWN]
+    )
+    return (
+        f"lowest test F1 of {len(gold)} types (F1, gold spans): {shown or 'none'}; every type "
+        f"and the span errors: {path} (TensorBoard: test/per_type)"
     )

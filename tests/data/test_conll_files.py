@@ -113,3 +113,18 @@ def test_missing_file_and_bad_scheme(tmp_path: Path) -> None:
         read_conll(write(tmp_path, "a O\n"), scheme="BILOU")
     with pytest.raises(DatasetError, match="data.tag_column=0"):
         read_conll(write(tmp_path, "a O\n"), tag_column=0)
+
+
+def test_a_missing_split_file_names_its_option_and_the_files_there(tmp_path: Path) -> None:
+    from seqmodels.data.conll import ConllDataModule
+
+    for name in ("train.txt", "dev.txt", "test.txt"):
+        write(tmp_path, "a B-x\nb O\n", name)
+    data = ConllDataModule(path=str(tmp_path))
+    data.prepare_data()
+    with pytest.raises(DatasetError) as err:
+        data.setup("fit")
+    assert str(err.value) == (
+        f"data.path={tmp_path} has no valid.txt (data.files.valid=valid.txt); set "
+        "data.files.valid=<a file there> (it holds: dev.txt, test.txt, train.txt)"
+    )
