@@ -130,3 +130,26 @@ def test_fine_tuned_vectors_move_and_other_sizes_are_projected_or_refused(
         8,
         3,
     )
+
+
+def test_the_vectors_file_is_read_once_per_training_run(
+    tmp_path: Path, one_thread, monkeypatch
+) -> None:
+    """The data module reads the file for every word of the data; the tagger's embedding then
+    takes its rows from that same read (a second pass over a multi-GB file costs minutes)."""
+    from seqmodels.data import word_vectors
+
+    reads = []
+    real = word_vectors.read_word_vectors
+
+    def counted(path, wanted, lowercase=True):
+        wanted = list(wanted)
+        reads.append(len(wanted))
+        return real(path, wanted, lowercase)
+
+    monkeypatch.setattr(word_vectors, "_last", {})
+    monkeypatch.setattr(word_vectors, "read_word_vectors", counted)
+    vectors = write_formats(tmp_path, ROWS)["glove"]
+    ckpt = tagger_run(tmp_path, vectors, "model.word_vectors.freeze=true")
+    assert len(reads) == 1, f"the vectors file was read {len(reads)} times, for {reads} words"
+    assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["model"]["word_vectors"]["found"]

@@ -84,7 +84,9 @@ def build_word_embedding(model: dict[str, Any], vocabs: dict[str, list[str]]) ->
     if not options.get("dim"):
         from seqmodels.data.word_vectors import vectors_for  # a file is read at training only
 
-        found = vectors_for(options["path"], words, bool(options.get("lowercase", True)))
+        # Every word but <pad> (row 0): the data module's read (its words and <unk>) covers it.
+        lowercase = bool(options.get("lowercase", True))
+        found = vectors_for(options["path"], words[1:], lowercase)
         options = {**options, "dim": found.dim}
     dim, project = int(options["dim"]), bool(options.get("project", False))
     if dim != embedding_dim and not project:
