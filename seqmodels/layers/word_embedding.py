@@ -3,7 +3,9 @@
 ``model.word_vectors.path=<file>`` (GloVe, word2vec, fastText; see
 :mod:`seqmodels.data.word_vectors`) fills the rows of the vocabulary's words that the file
 has (``lowercase``: or their lower-cased form); the other rows (``<unk>``, words without a
-vector) start random and always train. ``freeze=true`` keeps the file's rows fixed.
+vector) start random and always train. ``freeze=true`` keeps the file's rows fixed: no gradient
+reaches them and the table gets no weight decay (:meth:`PretrainedEmbedding.no_weight_decay`),
+so they stay the file's values bit for bit.
 Vectors of another size than ``model.embedding_dim`` are refused, or with ``project=true``
 go through a trained linear map to ``embedding_dim``.
 
@@ -45,6 +47,11 @@ class PretrainedEmbedding(nn.Module):
         if self.freeze:  # no gradient reaches the rows that came from the file
             vectors = torch.where(self.from_file[words].unsqueeze(-1), vectors.detach(), vectors)
         return self.project(vectors) if self.project is not None else vectors
+
+    def no_weight_decay(self) -> list[nn.Parameter]:
+        """Parameters the optimizer must not decay: a frozen table (its file rows get a zero
+        gradient, but decoupled weight decay, AdamW's, would still shrink them every step)."""
+        return [self.table.weight] if self.freeze else []
 
 
 def check_options(options: dict[str, Any]) -> None:
