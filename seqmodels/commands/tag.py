@@ -151,7 +151,8 @@ class Tagger:
         width = max((len(t) for t in tokens), default=0)
         tag_width = max((len(t) for t in result["tags"]), default=0)
         for token, tag_ in zip(tokens, result["tags"]):
-            note = f"  ({UNK}: not in the training vocabulary)" if token not in self.words else ""
+            known = word_form(token, self.word_forms) in self.words  # looked up as trained
+            note = "" if known else f"  ({UNK}: not in the training vocabulary)"
             lines.append(f"  {token:<{width}}  {tag_:<{tag_width}}{note}".rstrip())
         intent = result["intent"]
         if intent["name"] is None:
