@@ -64,11 +64,11 @@ def entities_of(
     return entities
 
 
-def untagged(text: str) -> dict[str, Any]:
+def untagged(text: str, has_intents: bool = True) -> dict[str, Any]:
     """The result for text with no word in it (a blank line), in the same schema."""
     return {
         "text": text,
-        "intent": {"name": None, "confidence": 0.0},
+        "intent": {"name": None, "confidence": 0.0} if has_intents else None,
         "entities": [],
         "tokens": [],
         "tags": [],
@@ -89,6 +89,8 @@ class Tagger:
         # Character ids for models with model.char_features (their vocabularies have "chars").
         self.chars = Vocab(vocabs["chars"], unk=UNK) if "chars" in vocabs else None
         self.intents = list(vocabs["intents"])
+        # Data without sentence labels (NER): every result's "intent" is null.
+        self.has_intents = bool(getattr(module, "has_intents", True))
 
     def __call__(self, text: str) -> dict[str, Any]:
         return self.tag_batch([text])[0]
@@ -96,7 +98,7 @@ class Tagger:
     def tag_batch(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """One result per text, the texts run through the model as one padded batch."""
         tokenized = [self.tokenizer(text) for text in texts]
-        results = [untagged(text) for text in texts]
+        results = [untagged(text, self.has_intents) for text in texts]
         rows = [i for i, tokens in enumerate(tokenized) if tokens]
         if not rows:
             return results
@@ -105,7 +107,11 @@ class Tagger:
             text, tokens = texts[i], tokenized[i]
             results[i] = {
                 "text": text,
-                "intent": {"name": intent, "confidence": probability(intent_p)},
+                "intent": (
+                    {"name": intent, "confidence": probability(intent_p)}
+                    if intent is not None
+                    else None
+                ),
                 "entities": entities_of(text, tokens, tags, confidences),
                 "tokens": [{"text": t.text, "start": t.start, "end": t.end} for t in tokens],
                 "tags": tags,
@@ -114,9 +120,9 @@ class Tagger:
 
     def predict(
         self, sentences: list[list[str]]
-    ) -> list[tuple[list[str], list[float], str, float]]:
+    ) -> list[tuple[list[str], list[float], str | None, float]]:
         """Per sentence (a non-empty token list): its tags, each tag's probability, the intent
-        and its probability."""
+        and its probability (``None`` and 0 for a model without intents)."""
         device = next(self.module.parameters()).device
         ids = [
             torch.tensor(self.words.encode([word_form(t, self.word_forms) for t in tokens]))
@@ -135,13 +141,17 @@ class Tagger:
             tag_ids = module.predict_tags(tag_scores, mask)
             tag_probs = module.tag_probabilities(tag_scores, mask)
             tag_p = tag_probs.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
-            intent_p, intent_ids = module.intent_probabilities(intent_logits).max(-1)
+            if self.has_intents and intent_logits is not None:
+                intent_p, intent_ids = module.intent_probabilities(intent_logits).max(-1)
+                intents = [
+                    (self.intents[i], p) for i, p in zip(intent_ids.tolist(), intent_p.tolist())
+                ]
+            else:
+                intents = [(None, 0.0)] * len(sentences)
         tags = module.decode(tag_ids, lengths)
         return [
-            (row, p[: len(row)], self.intents[intent], ip)
-            for row, p, intent, ip in zip(
-                tags, tag_p.tolist(), intent_ids.tolist(), intent_p.tolist()
-            )
+            (row, p[: len(row)], intent, ip)
+            for row, p, (intent, ip) in zip(tags, tag_p.tolist(), intents)
         ]
 
     def table(self, result: dict[str, Any]) -> str:
@@ -155,9 +165,9 @@ class Tagger:
             note = "" if known else f"  ({UNK}: not in the training vocabulary)"
             lines.append(f"  {token:<{width}}  {tag_:<{tag_width}}{note}".rstrip())
         intent = result["intent"]
-        if intent["name"] is None:
-            lines.append("intent: none (no words to tag)")
-        else:
+        if not tokens:
+            lines.append("intent: none (no words to tag)" if intent else "(no words to tag)")
+        elif intent is not None:
             lines.append(f"intent: {intent['name']} ({intent['confidence']:.3f})")
         for e in result["entities"]:
             lines.append(

@@ -48,8 +48,6 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
         self.save_hyperparameters(logger=False)
         self.intent_loss_weight = intent_loss_weight
         num_tags, num_intents = len(vocabs["tags"]), len(vocabs["intents"])
-        # UNK plus one label (``-`` for files without sentence labels): nothing to measure.
-        self.has_intents = num_intents > 2
         # Test counts spans per type too, for the per-type report (span_logging).
         types = span_types(self.tag_names)
         self.span_f1 = nn.ModuleDict({"val": SpanF1(), "test": SpanF1(types)})
@@ -72,7 +70,10 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
         tag_logits, intent_logits = self(batch["words"], batch["lengths"], batch.get("chars"))
         tags = batch["tags"]
         tag_total, counted = self.tag_loss_sum(tag_logits, tags)
-        intent_total = F.cross_entropy(intent_logits, batch["intents"], reduction="sum")
+        if intent_logits is None:  # no sentence labels: nothing to learn or measure
+            intent_total = tag_logits.new_zeros(())
+        else:
+            intent_total = F.cross_entropy(intent_logits, batch["intents"], reduction="sum")
         utterances = len(batch["intents"])
         tag_loss, intent_loss = tag_total / counted.clamp(min=1), intent_total / utterances
         loss = tag_loss + self.intent_loss_weight * intent_loss
@@ -82,9 +83,11 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
             self.losses[stage].update(tag_loss.detach(), weight=counted)
             self.intent_losses[stage].update(intent_loss.detach(), weight=utterances)
             predicted = self.predict_tags(tag_logits, batch["words"] != 0)
-            intents = self.predict_intents(intent_logits)
+            intents = batch["intents"]
+            if intent_logits is not None:
+                intents = self.predict_intents(intent_logits)
+                self.intent_acc[stage].update(intents, batch["intents"])
             self.token_acc[stage].update(predicted, tags)
-            self.intent_acc[stage].update(intents, batch["intents"])
             self.sent_acc[stage].update(predicted, tags, intents, batch["intents"])
             decoded = self.decode(predicted, batch["lengths"])
             self.span_f1[stage].update(decoded, batch["gold_tags"])
