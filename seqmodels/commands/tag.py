@@ -136,8 +136,9 @@ class Tagger:
             chars = pad_chars([encode_chars(tokens, self.chars) for tokens in sentences])
             chars = chars.to(device)
         module = self.module
+        char_lm = module.char_lm_inputs(sentences, device)  # model.char_lm_features, or None
         with torch.inference_mode():
-            tag_scores, intent_logits = module(words, lengths, chars)
+            tag_scores, intent_logits = module(words, lengths, chars, char_lm)
             tag_ids = module.predict_tags(tag_scores, mask)
             tag_probs = module.tag_probabilities(tag_scores, mask)
             tag_p = tag_probs.gather(2, tag_ids.unsqueeze(2)).squeeze(2)

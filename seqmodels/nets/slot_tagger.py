@@ -75,13 +75,25 @@ class SlotTaggerNet(nn.Module):
         self.register_buffer("blocked_intents", blocked_intents, persistent=False)
 
     def forward(
-        self, words: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None
+        self,
+        words: torch.Tensor,
+        lengths: torch.Tensor,
+        chars: torch.Tensor | None = None,
+        char_lm: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Tag scores ``[B, T, tags]`` and intent logits ``[B, intents]`` (``None`` without
-        an intent head)."""
-        inputs = self.words_in(self.embedding(self.words_in.drop_words(words)), chars)
+        an intent head). ``char_lm``: :meth:`char_lm_inputs` of the words, for a tagger with
+        ``model.char_lm_features``."""
+        inputs = self.words_in(self.embedding(self.words_in.drop_words(words)), chars, char_lm)
         states = self.encoder(self.dropout(inputs), lengths)
         return self.heads(self.dropout(states), words != 0)
+
+    def char_lm_inputs(
+        self, sentences: list[list[str]], device: torch.device | str | None = None
+    ) -> dict[str, Any] | None:
+        """The char LMs' inputs for ``sentences`` (token lists as written), built on the host;
+        ``None`` for a tagger without ``model.char_lm_features``."""
+        return self.words_in.char_lm_inputs(sentences, device)
 
     def heads(
         self, states: torch.Tensor, real: torch.Tensor
