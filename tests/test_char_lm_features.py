@@ -299,3 +299,16 @@ def test_the_training_step_never_waits_for_the_device(
     )
     trainer.fit(module, datamodule=datamodule)
     assert check.steps == 4
+
+
+def test_the_feature_cache_is_bounded_least_recently_used_out(char_lms, one_thread) -> None:
+    specs, nets = resolve_char_lms([str(p) for p in char_lms])
+    size = 2 * nets[0].encoder.output_size * 2  # bytes per word: float16 features of both LMs
+    features = CharLMFeatures(specs, nets, cache_mib=10 * 3 * size / 2**20).eval()  # 10 x 3 words
+    first = [["Peter", "said", "no"]]
+    features(features.inputs(first))
+    for index in range(40):
+        features(features.inputs([["EU", "said", str(index)]]))
+        features(features.inputs(first))  # used again: stays
+    assert features.cached_bytes <= features.cache_bytes and len(features.cache) == 10
+    assert "Peter\nsaid\nno" in features.cache and "EU\nsaid\n0" not in features.cache

@@ -195,9 +195,16 @@ def check_options(cfg: DictConfig) -> None:
         raise ConfigError(f"batch_size must be a whole number >= 1, got {cfg.batch_size!r}")
 
 
-def tag(cfg: DictConfig, stdin: TextIO | None = None, out: TextIO | None = None) -> list[dict]:
+def tag(
+    cfg: DictConfig,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
+    collect: bool = True,
+) -> list[dict] | None:
     """Tag ``cfg.text``, or every line of ``stdin`` (``cfg.batch_size`` lines per batch); write
-    one JSON line per sentence to ``out`` (``format=table``: a table per sentence)."""
+    one JSON line per sentence to ``out`` (``format=table``: a table per sentence), each batch
+    as soon as it is tagged. ``collect``: also return the results as a list (in-process use);
+    the command line passes ``False`` and streams, so memory stays flat over any input."""
     stdin, out = stdin or sys.stdin, out or sys.stdout
     check_options(cfg)
     if cfg.get("num_threads"):
@@ -214,21 +221,22 @@ def tag(cfg: DictConfig, stdin: TextIO | None = None, out: TextIO | None = None)
     if cfg.text is not None:
         result = tagger(str(cfg.text))
         write(result)
-        return [result]
+        return [result] if collect else None
     # Typed at a terminal, each line is answered at once; piped, lines are batched.
     size = 1 if stdin.isatty() else cfg.batch_size
-    results = []
+    results: list[dict] | None = [] if collect else None
     for chunk in batches(stdin, size):
         for result in tagger.tag_batch(chunk):
             write(result)
-            results.append(result)
+            if results is not None:
+                results.append(result)
         out.flush()
     return results
 
 
 def checked_tag(cfg: DictConfig) -> None:
     check_ckpt_path(cfg, "a slot-filling checkpoint written by scripts/train.py")
-    tag(cfg)
+    tag(cfg, collect=False)  # streamed: nothing kept after it is printed
 
 
 @one_line_errors
