@@ -259,3 +259,30 @@ def test_a_crf_tagger_with_char_features_gets_characters_and_crf_marginals(
             assert entity["confidence_entity"] == pytest.approx(expected, rel=1e-3)
             checked += 1
     assert checked
+
+
+def test_data_without_sentence_labels_gives_no_intent(
+    cfg_factory, tmp_path: Path, one_thread
+) -> None:
+    """NER files have no sentence labels: no intent layers are built, tag.py says "intent":
+    null (not an invented "-" at 1.0), the table has no intent line, and the annotated-JSON
+    reader takes that output back."""
+    from seqmodels.data.annotated_files import example_of
+    from seqmodels.data.conll_files import NO_LABEL
+
+    fixture = REPO / "tests" / "fixtures" / "conll_ner"
+    train(cfg_factory("data=conll", f"data.path={fixture}", "logger=none", "test=false"))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert not [k for k in saved if k.startswith("intent")]
+    tagger = tagger_of(ckpt)
+    result = tagger("EU rejects German call")
+    assert result["intent"] is None and len(result["tags"]) == 4
+    assert tagger("")["intent"] is None
+    assert "intent" not in tagger.table(result)
+    out = io.StringIO()
+    tag(tag_cfg(f"ckpt_path={ckpt}"), stdin=io.StringIO("EU rejects German call\n\n"), out=out)
+    lines = out.getvalue().splitlines()
+    assert [json.loads(line)["intent"] for line in lines] == [None, None]
+    assert '"intent": null' in lines[0]
+    assert example_of(json.loads(lines[0]), "tagged.jsonl:1").intent == NO_LABEL

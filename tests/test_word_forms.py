@@ -87,3 +87,7 @@ def test_tagger_and_eval_look_words_up_as_training_did(
     words = tagger.words
     expected = [words.stoi[w] for w in ("eu", "rejects", "german", "call", "on", "0000-00-00")]
     assert seen[0][0].tolist() == expected
+    # format=table flags a token <unk> only when its lookup form is not in the vocabulary.
+    table = tagger.table(tagger("EU rejects German call on 1996-08-22 Zqxvbw"))
+    flagged = [line.split()[0] for line in table.splitlines() if "<unk>" in line]
+    assert flagged == ["Zqxvbw"], table

@@ -130,3 +130,51 @@ def test_fine_tuned_vectors_move_and_other_sizes_are_projected_or_refused(
         8,
         3,
     )
+
+
+def test_the_vectors_file_is_read_once_per_training_run(
+    tmp_path: Path, one_thread, monkeypatch
+) -> None:
+    """The data module reads the file for every word of the data; the tagger's embedding then
+    takes its rows from that same read (a second pass over a multi-GB file costs minutes)."""
+    from seqmodels.data import word_vectors
+
+    reads = []
+    real = word_vectors.read_word_vectors
+
+    def counted(path, wanted, lowercase=True):
+        wanted = list(wanted)
+        reads.append(len(wanted))
+        return real(path, wanted, lowercase)
+
+    monkeypatch.setattr(word_vectors, "_last", {})
+    monkeypatch.setattr(word_vectors, "read_word_vectors", counted)
+    vectors = write_formats(tmp_path, ROWS)["glove"]
+    ckpt = tagger_run(tmp_path, vectors, "model.word_vectors.freeze=true")
+    assert len(reads) == 1, f"the vectors file was read {len(reads)} times, for {reads} words"
+    assert torch.load(ckpt, weights_only=True)["hyper_parameters"]["model"]["word_vectors"]["found"]
+
+
+@pytest.mark.parametrize("decay_weights_only", [False, True])
+def test_frozen_rows_do_not_move_under_weight_decay(
+    tmp_path: Path, one_thread, decay_weights_only: bool
+) -> None:
+    """AdamW's decoupled decay shrinks every row it is given, gradient or not: frozen rows
+    must stay the file's values bit for bit."""
+    vectors = write_formats(tmp_path, ROWS)["glove"]
+    ckpt = tagger_run(
+        tmp_path,
+        vectors,
+        "model.word_vectors.freeze=true",
+        "task.module.optimizer.weight_decay=0.1",
+        f"+task.module.optimizer.decay_weights_only={decay_weights_only}",
+        "trainer.max_epochs=3",
+    )
+    saved = torch.load(ckpt, weights_only=True)
+    words = saved["hyper_parameters"]["vocabs"]["words"]
+    table = saved["state_dict"]["embedding.table.weight"]
+    from_file = saved["state_dict"]["embedding.from_file"]
+    found = read_word_vectors(vectors, words)
+    assert int(from_file.sum()) >= 3
+    for index in from_file.nonzero().flatten().tolist():
+        assert torch.equal(table[index], found.lookup(words[index])), words[index]

@@ -128,7 +128,7 @@ def task_problem(module: L.LightningModule, batch: Any) -> Problem:
             return F.cross_entropy(tag_scores[rows, last], tags[rows, last], reduction="none")
 
         # what the encoder reads: word embeddings (with char features, if the model has them)
-        inputs = module.words_in(module.embedding(words), batch.get("chars"))
+        inputs = module.words_in(module.embedding(words), batch.get("chars"), batch.get("char_lm"))
         return inputs.detach(), lengths, tag_loss
     raise TypeError(f"no gradient-flow measurement for {type(module).__name__}")
 

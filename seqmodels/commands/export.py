@@ -195,6 +195,9 @@ class ExportableTagger(nn.Module):
         else:
             tag_ids, tag_probs = self.crf_decode(tag_scores, real)
         tag_p = tag_probs.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
+        if intent_logits is None:  # no sentence labels: intent id 0 (<unk>) at probability 0
+            intent_p = tag_p.new_zeros(tag_p.size(0))
+            return tag_ids, tag_p, intent_p.long(), intent_p
         intent_p, intent_ids = net.intent_probabilities(intent_logits).max(-1)
         return tag_ids, tag_p, intent_ids, intent_p
 

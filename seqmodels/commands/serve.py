@@ -73,7 +73,8 @@ class Served:
         if self.kind == "slot_filling":
             vocabs = checkpoint["hyper_parameters"]["vocabs"]
             self.tagger = Tagger(net, vocabs)
-            self.info["intents"] = [i for i in vocabs["intents"] if not i.startswith("<")]
+            intents = [i for i in vocabs["intents"] if not i.startswith("<")]
+            self.info["intents"] = intents if self.tagger.has_intents else []
             self.info["entities"] = sorted({t[2:] for t in vocabs["tags"] if t[1:2] == "-"})
         else:
             self.sampler = CharSampler(net, net.vocab)

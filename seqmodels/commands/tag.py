@@ -64,11 +64,11 @@ def entities_of(
     return entities
 
 
-def untagged(text: str) -> dict[str, Any]:
+def untagged(text: str, has_intents: bool = True) -> dict[str, Any]:
     """The result for text with no word in it (a blank line), in the same schema."""
     return {
         "text": text,
-        "intent": {"name": None, "confidence": 0.0},
+        "intent": {"name": None, "confidence": 0.0} if has_intents else None,
         "entities": [],
         "tokens": [],
         "tags": [],
@@ -89,6 +89,8 @@ class Tagger:
         # Character ids for models with model.char_features (their vocabularies have "chars").
         self.chars = Vocab(vocabs["chars"], unk=UNK) if "chars" in vocabs else None
         self.intents = list(vocabs["intents"])
+        # Data without sentence labels (NER): every result's "intent" is null.
+        self.has_intents = bool(getattr(module, "has_intents", True))
 
     def __call__(self, text: str) -> dict[str, Any]:
         return self.tag_batch([text])[0]
@@ -96,7 +98,7 @@ class Tagger:
     def tag_batch(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """One result per text, the texts run through the model as one padded batch."""
         tokenized = [self.tokenizer(text) for text in texts]
-        results = [untagged(text) for text in texts]
+        results = [untagged(text, self.has_intents) for text in texts]
         rows = [i for i, tokens in enumerate(tokenized) if tokens]
         if not rows:
             return results
@@ -105,7 +107,11 @@ class Tagger:
             text, tokens = texts[i], tokenized[i]
             results[i] = {
                 "text": text,
-                "intent": {"name": intent, "confidence": probability(intent_p)},
+                "intent": (
+                    {"name": intent, "confidence": probability(intent_p)}
+                    if intent is not None
+                    else None
+                ),
                 "entities": entities_of(text, tokens, tags, confidences),
                 "tokens": [{"text": t.text, "start": t.start, "end": t.end} for t in tokens],
                 "tags": tags,
@@ -114,9 +120,9 @@ class Tagger:
 
     def predict(
         self, sentences: list[list[str]]
-    ) -> list[tuple[list[str], list[float], str, float]]:
+    ) -> list[tuple[list[str], list[float], str | None, float]]:
         """Per sentence (a non-empty token list): its tags, each tag's probability, the intent
-        and its probability."""
+        and its probability (``None`` and 0 for a model without intents)."""
         device = next(self.module.parameters()).device
         ids = [
             torch.tensor(self.words.encode([word_form(t, self.word_forms) for t in tokens]))
@@ -130,18 +136,23 @@ class Tagger:
             chars = pad_chars([encode_chars(tokens, self.chars) for tokens in sentences])
             chars = chars.to(device)
         module = self.module
+        char_lm = module.char_lm_inputs(sentences, device)  # model.char_lm_features, or None
         with torch.inference_mode():
-            tag_scores, intent_logits = module(words, lengths, chars)
+            tag_scores, intent_logits = module(words, lengths, chars, char_lm)
             tag_ids = module.predict_tags(tag_scores, mask)
             tag_probs = module.tag_probabilities(tag_scores, mask)
             tag_p = tag_probs.gather(2, tag_ids.unsqueeze(2)).squeeze(2)
-            intent_p, intent_ids = module.intent_probabilities(intent_logits).max(-1)
+            if self.has_intents and intent_logits is not None:
+                intent_p, intent_ids = module.intent_probabilities(intent_logits).max(-1)
+                intents = [
+                    (self.intents[i], p) for i, p in zip(intent_ids.tolist(), intent_p.tolist())
+                ]
+            else:
+                intents = [(None, 0.0)] * len(sentences)
         tags = module.decode(tag_ids, lengths)
         return [
-            (row, p[: len(row)], self.intents[intent], ip)
-            for row, p, intent, ip in zip(
-                tags, tag_p.tolist(), intent_ids.tolist(), intent_p.tolist()
-            )
+            (row, p[: len(row)], intent, ip)
+            for row, p, (intent, ip) in zip(tags, tag_p.tolist(), intents)
         ]
 
     def table(self, result: dict[str, Any]) -> str:
@@ -151,12 +162,13 @@ class Tagger:
         width = max((len(t) for t in tokens), default=0)
         tag_width = max((len(t) for t in result["tags"]), default=0)
         for token, tag_ in zip(tokens, result["tags"]):
-            note = f"  ({UNK}: not in the training vocabulary)" if token not in self.words else ""
+            known = word_form(token, self.word_forms) in self.words  # looked up as trained
+            note = "" if known else f"  ({UNK}: not in the training vocabulary)"
             lines.append(f"  {token:<{width}}  {tag_:<{tag_width}}{note}".rstrip())
         intent = result["intent"]
-        if intent["name"] is None:
-            lines.append("intent: none (no words to tag)")
-        else:
+        if not tokens:
+            lines.append("intent: none (no words to tag)" if intent else "(no words to tag)")
+        elif intent is not None:
             lines.append(f"intent: {intent['name']} ({intent['confidence']:.3f})")
         for e in result["entities"]:
             lines.append(
@@ -183,9 +195,16 @@ def check_options(cfg: DictConfig) -> None:
         raise ConfigError(f"batch_size must be a whole number >= 1, got {cfg.batch_size!r}")
 
 
-def tag(cfg: DictConfig, stdin: TextIO | None = None, out: TextIO | None = None) -> list[dict]:
+def tag(
+    cfg: DictConfig,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
+    collect: bool = True,
+) -> list[dict] | None:
     """Tag ``cfg.text``, or every line of ``stdin`` (``cfg.batch_size`` lines per batch); write
-    one JSON line per sentence to ``out`` (``format=table``: a table per sentence)."""
+    one JSON line per sentence to ``out`` (``format=table``: a table per sentence), each batch
+    as soon as it is tagged. ``collect``: also return the results as a list (in-process use);
+    the command line passes ``False`` and streams, so memory stays flat over any input."""
     stdin, out = stdin or sys.stdin, out or sys.stdout
     check_options(cfg)
     if cfg.get("num_threads"):
@@ -202,21 +221,22 @@ def tag(cfg: DictConfig, stdin: TextIO | None = None, out: TextIO | None = None)
     if cfg.text is not None:
         result = tagger(str(cfg.text))
         write(result)
-        return [result]
+        return [result] if collect else None
     # Typed at a terminal, each line is answered at once; piped, lines are batched.
     size = 1 if stdin.isatty() else cfg.batch_size
-    results = []
+    results: list[dict] | None = [] if collect else None
     for chunk in batches(stdin, size):
         for result in tagger.tag_batch(chunk):
             write(result)
-            results.append(result)
+            if results is not None:
+                results.append(result)
         out.flush()
     return results
 
 
 def checked_tag(cfg: DictConfig) -> None:
     check_ckpt_path(cfg, "a slot-filling checkpoint written by scripts/train.py")
-    tag(cfg)
+    tag(cfg, collect=False)  # streamed: nothing kept after it is printed
 
 
 @one_line_errors

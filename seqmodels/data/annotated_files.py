@@ -14,7 +14,7 @@ spans. Read here:
 
 An example with ``tokens`` (``[{"text", "start", "end"}]`` as tag.py prints them, or strings
 found in order in the text) is read with those tokens; one without is split into words and
-punctuation by the pattern tag.py's tokenizer starts from (:data:`seqmodels.data.raw_text.TOKEN`).
+punctuation as tag.py's tokenizer first splits it (:func:`seqmodels.data.raw_text.split_tokens`).
 The entities, not any ``tags`` in the object, are the truth: tags are rebuilt from them. A span
 must start and end on token boundaries (surrounding spaces are trimmed), lie inside the text and
 not overlap another; otherwise a :class:`DatasetError` names the file, the line and the span.
@@ -34,7 +34,7 @@ from typing import Any
 from seqmodels.core.errors import DatasetError
 from seqmodels.data.chunks import chunks
 from seqmodels.data.conll_files import NO_LABEL
-from seqmodels.data.raw_text import TOKEN, Token
+from seqmodels.data.raw_text import Token, split_tokens
 from seqmodels.data.slot_files import Utterance
 from seqmodels.data.text_files import read_text
 
@@ -82,8 +82,9 @@ def load_json(path: Path) -> Any:
 
 def plain_tokens(text: str) -> list[Token]:
     """Words and punctuation marks of ``text`` with their spans, as tag.py's tokenizer first
-    splits typed text (before its vocabulary decides what to keep)."""
-    return [Token(m.group(), m.start(), m.end()) for m in TOKEN.finditer(text)]
+    splits typed text (before its vocabulary decides what to keep): composed (NFC), spans
+    into the text as typed."""
+    return split_tokens(text)
 
 
 def is_int(value: Any) -> bool:

@@ -6,11 +6,19 @@ ATIS and SNIPS are lower-case with punctuation removed. ATIS keeps apostrophes i
 and a few symbols (``&``, ``r&b``). :class:`RawTextTokenizer` follows whichever of these the
 training vocabulary shows and records where each token came from in the text, so a slot's value
 can be cut from the text as it was typed.
+
+Unicode: the text is read in its composed form (NFC), so a decomposed ``José`` (``e`` + a
+combining accent, as macOS and some keyboards write it) is one word ``José``; a combining mark
+that does not compose (Devanagari's vowel signs) stays inside its word; zero-width and direction
+characters (format characters: ZWSP, ZWJ, BOM, RLM, ...) are skipped. A token the vocabulary
+lacks is also looked up in its compatibility form (NFKC: full-width ``Ａｌｉｃｅ`` as ``Alice``).
+Token spans always index the text as typed (:func:`split_tokens`).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -29,6 +37,7 @@ PART = re.compile(r"\w+")
 APOSTROPHES = "'’"
 # Written differently in the training data? The forms tried for an out-of-vocabulary token.
 VARIANTS = (
+    lambda t: unicodedata.normalize("NFKC", t),  # full-width letters, ligatures, ...
     lambda t: t.replace("’", "'"),  # typographic apostrophe
     lambda t: t.replace(":", ""),  # 11:15 -> 1115 (ATIS)
     lambda t: t.replace(",", ""),  # 1,000 -> 1000
@@ -42,6 +51,43 @@ class Token(NamedTuple):
     text: str
     start: int
     end: int
+
+
+def normalized(text: str) -> tuple[str, str, list[int], list[int]]:
+    """``text`` composed (NFC) without format characters, the same with every remaining
+    combining mark as a letter (what the :data:`TOKEN` pattern reads, so marks stay inside
+    words), and for each of its characters the ``[start, end)`` span typed in ``text``."""
+    if text.isascii():
+        return text, text, list(range(len(text))), list(range(1, len(text) + 1))
+    out, shadow, starts, ends = [], [], [], []
+    i = 0
+    while i < len(text):
+        j = i + 1  # a character and the combining marks after it compose together
+        while j < len(text) and unicodedata.category(text[j])[0] == "M":
+            j += 1
+        base = len(out)
+        for c in unicodedata.normalize("NFC", text[i:j]):
+            category = unicodedata.category(c)
+            if category == "Cf":  # zero-width, direction marks, BOM: nothing to read
+                continue
+            if category[0] == "M" and not (len(out) > base and shadow[-1].isalnum()):
+                continue  # a mark on a symbol (an emoji's variation selector) or on nothing
+            out.append(c)
+            shadow.append("a" if category[0] == "M" else c)
+            starts.append(i)
+            ends.append(j)
+        i = j
+    return "".join(out), "".join(shadow), starts, ends
+
+
+def split_tokens(text: str) -> list[Token]:
+    """The :data:`TOKEN` matches of ``text`` read in NFC (see :func:`normalized`): each
+    token's ``text`` is its composed form, its ``start:end`` its span as typed."""
+    composed, shadow, starts, ends = normalized(text)
+    return [
+        Token(composed[m.start() : m.end()], starts[m.start()], ends[m.end() - 1])
+        for m in TOKEN.finditer(shadow)
+    ]
 
 
 class RawTextTokenizer:
@@ -95,24 +141,28 @@ class RawTextTokenizer:
 
     def __call__(self, text: str) -> list[Token]:
         tokens: list[Token] = []
-        for match in TOKEN.finditer(text):
-            raw, start = match.group(), match.start()
+        composed, shadow, starts, ends = normalized(text)
+        for match in TOKEN.finditer(shadow):
+            raw = composed[match.start() : match.end()]
+            start, end = starts[match.start()], ends[match.end() - 1]
             form = self.in_vocabulary_form(raw)
-            if not PART.match(raw):  # punctuation
+            if not PART.match(match.group()):  # punctuation
                 joined = tokens[-1].text + form if tokens and tokens[-1].end == start else None
                 if joined is not None and self.knows(joined):
-                    tokens[-1] = Token(joined, tokens[-1].start, match.end())
+                    tokens[-1] = Token(joined, tokens[-1].start, end)
                 elif self.knows(form):
-                    tokens.append(Token(form, start, match.end()))
+                    tokens.append(Token(form, start, end))
                 continue
-            parts = list(PART.finditer(raw))
+            parts = list(PART.finditer(match.group()))
             if self.knows(form) or len(parts) == 1 or not any(c.isalpha() for c in raw):
-                tokens.append(Token(form, start, match.end()))
+                tokens.append(Token(form, start, end))
                 continue
             for part in parts:  # a compound the training data never wrote as one token
                 after_apostrophe = raw[part.start() - 1] in APOSTROPHES if part.start() else False
-                if after_apostrophe and part.group().lower() == "s" and self.keeps_apostrophes:
-                    continue
-                form = self.in_vocabulary_form(part.group())
-                tokens.append(Token(form, start + part.start(), start + part.end()))
+                if after_apostrophe and raw[part.start() : part.end()].lower() == "s":
+                    if self.keeps_apostrophes:
+                        continue
+                form = self.in_vocabulary_form(raw[part.start() : part.end()])
+                at = match.start() + part.start()
+                tokens.append(Token(form, starts[at], ends[at + part.end() - part.start() - 1]))
         return tokens

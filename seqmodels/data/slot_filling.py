@@ -150,7 +150,9 @@ class SlotFillingDataModule(L.LightningDataModule):
         from seqmodels.data.word_vectors import coverage, vectors_for
 
         every = {w: None for split in SPLITS for keys in self.word_keys(split) for w in keys}
-        found = vectors_for(self.word_vectors, every, self.lowercase_vectors)
+        # <unk> too: the embedding asks for the vocabulary's words and <unk> (a file may have a
+        # row for it), and finds them in this one read of the file.
+        found = vectors_for(self.word_vectors, [*every, UNK], self.lowercase_vectors)
         for split in SPLITS:
             share = coverage(
                 (w for keys in self.word_keys(split) for w in keys), found, self.lowercase_vectors

@@ -3,7 +3,9 @@
 ``model.word_vectors.path=<file>`` (GloVe, word2vec, fastText; see
 :mod:`seqmodels.data.word_vectors`) fills the rows of the vocabulary's words that the file
 has (``lowercase``: or their lower-cased form); the other rows (``<unk>``, words without a
-vector) start random and always train. ``freeze=true`` keeps the file's rows fixed.
+vector) start random and always train. ``freeze=true`` keeps the file's rows fixed: no gradient
+reaches them and the table gets no weight decay (:meth:`PretrainedEmbedding.no_weight_decay`),
+so they stay the file's values bit for bit.
 Vectors of another size than ``model.embedding_dim`` are refused, or with ``project=true``
 go through a trained linear map to ``embedding_dim``.
 
@@ -46,6 +48,11 @@ class PretrainedEmbedding(nn.Module):
             vectors = torch.where(self.from_file[words].unsqueeze(-1), vectors.detach(), vectors)
         return self.project(vectors) if self.project is not None else vectors
 
+    def no_weight_decay(self) -> list[nn.Parameter]:
+        """Parameters the optimizer must not decay: a frozen table (its file rows get a zero
+        gradient, but decoupled weight decay, AdamW's, would still shrink them every step)."""
+        return [self.table.weight] if self.freeze else []
+
 
 def check_options(options: dict[str, Any]) -> None:
     unknown = sorted(set(options) - OPTIONS)
@@ -84,7 +91,9 @@ def build_word_embedding(model: dict[str, Any], vocabs: dict[str, list[str]]) ->
     if not options.get("dim"):
         from seqmodels.data.word_vectors import vectors_for  # a file is read at training only
 
-        found = vectors_for(options["path"], words, bool(options.get("lowercase", True)))
+        # Every word but <pad> (row 0): the data module's read (its words and <unk>) covers it.
+        lowercase = bool(options.get("lowercase", True))
+        found = vectors_for(options["path"], words[1:], lowercase)
         options = {**options, "dim": found.dim}
     dim, project = int(options["dim"]), bool(options.get("project", False))
     if dim != embedding_dim and not project:

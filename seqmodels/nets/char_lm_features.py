@@ -3,20 +3,27 @@
 Each sentence is read as text, ``"\\n" + " ".join(words) + "\\n"`` (the layout of a text file
 with one sentence per line, which is what the LMs train on), by a forward char LM and by a
 backward one (trained with ``data.reverse=true``). For each word, the forward LM's state after
-the word's last character and the backward LM's state after reading (right to left) the
-word's first character are concatenated: the word as its context predicts it, from both sides.
+the word's last symbol and the backward LM's state after reading (right to left) the word's
+first symbol are concatenated: the word as its context predicts it, from both sides.
 
-The text is rebuilt from the tagger's char ids (``chars [B, T, L]``), so no strings travel in
-the batch; characters the LM never saw are read as a space. The LMs are frozen by default
-(``model.char_lm_features_tune=true`` trains them with the tagger).
+The text is the sentence's words as written, encoded with each LM's own codec
+(:class:`seqmodels.data.text_codec.TextCodec`: ``data.unit`` char or byte, ``data.reverse``),
+so a byte LM reads ``é`` as its two UTF-8 bytes and word positions are counted in the LM's
+symbols. :meth:`CharLMFeatures.inputs` builds those ids on the host, before the batch goes to
+the device (the task's ``on_before_batch_transfer``, or tag.py), so the forward pass never
+waits for the device; a symbol an LM never saw is read as a space. The LMs are frozen by
+default (``model.char_lm_features_tune=true`` trains them with the tagger); frozen, each
+sentence's features are cached (least recently used first out, ``model.char_lm_features_cache_mib``
+MiB at most).
 
 The tagger's checkpoint holds each LM's plain hyperparameters (vocabulary, model config,
-direction) and its weights, so loading it never needs the LM files again.
+direction, unit) and its weights, so loading it never needs the LM files again.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +32,13 @@ from torch import nn
 
 from seqmodels.core.checkpoints import init_kwargs, load_weights, read_checkpoint, task_name
 from seqmodels.core.errors import CheckpointError, ConfigError
+from seqmodels.data.text_codec import TextCodec
 from seqmodels.nets.char_lm import CharLMNet
 
 
 def describe_lm(path: str) -> tuple[dict[str, Any], CharLMNet]:
-    """A char-LM checkpoint's plain description (``path``, ``vocab``, ``model``, ``reverse``)
-    and its network with the trained weights."""
+    """A char-LM checkpoint's plain description (``path``, ``vocab``, ``model``, ``reverse``,
+    ``unit``) and its network with the trained weights."""
     if not Path(path).expanduser().is_file():
         raise ConfigError(
             f"model.char_lm_features: {path} does not exist (a task=char_lm checkpoint)"
@@ -45,12 +53,13 @@ def describe_lm(path: str) -> tuple[dict[str, Any], CharLMNet]:
     load_weights(net, checkpoint, path)
     net.eval()
     hparams = checkpoint["hyper_parameters"]
-    reverse = bool((checkpoint.get("config") or {}).get("data", {}).get("reverse", False))
+    codec = TextCodec.of((checkpoint.get("config") or {}).get("data"))
     spec = {
         "path": str(path),
         "vocab": list(hparams["vocab"]),
         "model": dict(hparams["model"]),
-        "reverse": reverse,
+        "reverse": codec.reverse,
+        "unit": codec.unit,
     }
     return spec, net
 
@@ -77,38 +86,38 @@ def resolve_char_lms(entries: list[Any]) -> tuple[list[dict[str, Any]], list[Cha
     return specs, nets
 
 
-class CharLMFeatures(nn.Module):
-    """Tagger char ids ``[B, T, L]`` -> per-word LM states ``[B, T, output_size]``.
+CACHE_MIB = 512  # model.char_lm_features_cache_mib's default
 
-    ``specs`` as :func:`resolve_char_lms` gives them (one per LM, each forward or backward);
-    ``tagger_chars`` is the tagger's character vocabulary (id -> character).
+
+class CharLMFeatures(nn.Module):
+    """Sentences -> per-word LM states ``[B, T, output_size]``.
+
+    ``specs`` as :func:`resolve_char_lms` gives them (one per LM, each forward or backward,
+    char or byte; a spec without ``unit``, from an older checkpoint, reads characters).
+    :meth:`inputs` turns a batch's words into what :meth:`forward` reads; ``cache_mib``
+    bounds the cache of frozen LMs' features (0: no cache).
     """
 
     def __init__(
         self,
         specs: list[dict[str, Any]],
         nets: list[CharLMNet],
-        tagger_chars: list[str],
         tune: bool = False,
+        cache_mib: float = CACHE_MIB,
     ) -> None:
         super().__init__()
         self.lms = nn.ModuleList(nets)
-        self.reverse = [bool(s.get("reverse", False)) for s in specs]
-        self.tune = tune
-        for index, spec in enumerate(specs):
+        self.codecs = [TextCodec(s.get("unit") or "char", bool(s.get("reverse"))) for s in specs]
+        self.stoi: list[dict[str, int]] = []
+        for spec in specs:
             vocab = spec["vocab"]
             if " " not in vocab or "\n" not in vocab:
                 raise CheckpointError(
                     f"model.char_lm_features: {spec.get('path')} has no space or newline in "
                     "its vocabulary; train it on text with one sentence per line"
                 )
-            stoi = {c: i for i, c in enumerate(vocab)}
-            # Tagger char id -> LM char id; padding, <unk> and unseen characters read as spaces.
-            table = torch.tensor([stoi.get(c, stoi[" "]) for c in tagger_chars])
-            self.register_buffer(f"to_lm_{index}", table, persistent=False)
-            self.register_buffer(
-                f"separators_{index}", torch.tensor([stoi[" "], stoi["\n"]]), persistent=False
-            )
+            self.stoi.append({c: i for i, c in enumerate(vocab)})
+        self.tune = tune
         if not tune:
             for param in self.lms.parameters():
                 param.requires_grad_(False)
@@ -118,7 +127,11 @@ class CharLMFeatures(nn.Module):
                 "ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training"
             )
         self.output_size = sum(lm.encoder.output_size for lm in self.lms)
-        self.cache: dict[bytes, torch.Tensor] = {}
+        if not 0 <= float(cache_mib):
+            raise ConfigError(f"model.char_lm_features_cache_mib must be >= 0, got {cache_mib}")
+        self.cache_bytes = int(float(cache_mib) * 2**20)
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()  # least recent first
+        self.cached_bytes = 0
 
     def train(self, mode: bool = True) -> CharLMFeatures:
         """Frozen LMs stay in eval mode (no dropout) while the tagger trains."""
@@ -127,76 +140,101 @@ class CharLMFeatures(nn.Module):
             self.lms.eval()
         return self
 
-    @staticmethod
-    def layout(chars: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Where each word sits in the sentence text: first and last character positions
-        ``[B, T]`` and the text length ``[B]`` (``\\n`` + words joined by spaces + ``\\n``)."""
-        word_lengths = (chars != 0).sum(-1)  # [B, T]; 0 for padding words
-        real = word_lengths > 0
-        step = torch.where(real, word_lengths + 1, torch.zeros_like(word_lengths))
-        first = 1 + step.cumsum(-1) - step  # after "\n" and the words (and spaces) before
-        last = first + (word_lengths - 1).clamp(min=0)
-        text_lengths = step.sum(-1) + 1  # the closing "\n" takes the last word's space slot
-        return first, last, text_lengths
+    def inputs(
+        self, sentences: list[list[str]], device: torch.device | str | None = None
+    ) -> dict[str, Any]:
+        """What :meth:`forward` reads for ``sentences`` (words as written), built on the host:
+        ``keys`` (the sentences, for the cache) and ``counts`` (words per sentence), and per
+        LM the symbol ids ``[B, S]`` in its reading order and, per word, the position
+        ``[B, T]`` whose state is the word's feature."""
+        longest = max((len(words) for words in sentences), default=0)
+        ids, where = [], []
+        for codec, stoi in zip(self.codecs, self.stoi):
+            forwards = TextCodec(codec.unit)  # positions are counted in reading order below
+            space = stoi[" "]
+            rows, positions = [], []
+            for words in sentences:
+                symbols, at = forwards.encode("\n"), []
+                for index, word in enumerate(words):
+                    start = len(symbols)
+                    symbols += forwards.encode(word) or " "  # an empty word: one space
+                    at.append(start if codec.reverse else len(symbols) - 1)
+                    symbols += forwards.encode(" " if index + 1 < len(words) else "\n")
+                if not words:
+                    symbols += forwards.encode("\n")
+                if codec.reverse:  # read right to left: symbol j sits at len - 1 - j
+                    symbols = symbols[::-1]
+                    at = [len(symbols) - 1 - j for j in at]
+                rows.append([stoi.get(c, space) for c in symbols])
+                positions.append(at + [0] * (longest - len(at)))
+            width = max(len(row) for row in rows) if rows else 1
+            ids.append(torch.tensor([row + [space] * (width - len(row)) for row in rows]))
+            where.append(torch.tensor(positions, dtype=torch.long).reshape(len(rows), longest))
+        if device is not None:
+            ids = [t.to(device, non_blocking=True) for t in ids]
+            where = [t.to(device, non_blocking=True) for t in where]
+        return {
+            "keys": ["\n".join(words) for words in sentences],
+            "counts": [len(words) for words in sentences],
+            "ids": ids,
+            "where": where,
+        }
 
-    def text_ids(
-        self, chars: torch.Tensor, index: int, first: torch.Tensor, lengths: torch.Tensor
-    ) -> torch.Tensor:
-        """``[B, S]`` LM char ids of each sentence's text (spaces after its end)."""
-        space, newline = getattr(self, f"separators_{index}").tolist()
-        batch, words, longest = chars.shape
-        size = int(lengths.max()) if lengths.numel() else 1
-        text = chars.new_full((batch, max(size, 1)), space)
-        text[:, 0] = newline
-        text.scatter_(1, (lengths - 1).clamp(min=0).unsqueeze(1), newline)
-        positions = first.unsqueeze(-1) + torch.arange(longest, device=chars.device)  # [B,T,L]
-        mapped = getattr(self, f"to_lm_{index}")[chars]
-        real = chars != 0
-        rows = torch.arange(batch, device=chars.device).view(batch, 1, 1).expand_as(chars)
-        text[rows[real], positions[real]] = mapped[real]
-        return text
-
-    def forward(self, chars: torch.Tensor) -> torch.Tensor:
-        """Frozen LMs give each sentence the same features every epoch: those are cached
-        (per sentence, on the CPU in float16) and only new sentences go through the LMs."""
-        if self.tune:
-            return self.compute(chars)
-        words = (chars != 0).any(-1).sum(-1).tolist()
-        keys = [self.cache_key(chars[b, :n]) for b, n in enumerate(words)]
-        missing = sorted({b for b, key in enumerate(keys) if key not in self.cache})
+    def forward(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """Features ``[B, T, output_size]`` (zeros at padding words). Frozen LMs give each
+        sentence the same features every epoch: those are cached (float16, on the features'
+        device, least recently used out first) and only new sentences go through the LMs.
+        Only host-side values steer this (keys, counts): nothing waits for the device."""
+        if self.tune or not self.cache_bytes:
+            return self.compute(inputs["ids"], inputs["where"])
+        keys, counts = inputs["keys"], inputs["counts"]
+        found = {b: self.cache.get(key) for b, key in enumerate(keys)}
+        for key in keys:
+            if key in self.cache:
+                self.cache.move_to_end(key)
+        missing = [b for b, value in found.items() if value is None]
         if missing:
-            fresh = self.compute(chars[missing])
+            every = len(missing) == len(keys)
+
+            def pick(t: torch.Tensor) -> torch.Tensor:  # rows by host ints: device copies only
+                return t if every else torch.stack([t[b] for b in missing])
+
+            fresh = self.compute(
+                [pick(t) for t in inputs["ids"]],
+                [pick(t) for t in inputs["where"]],
+            )
             for row, b in enumerate(missing):
-                self.cache[keys[b]] = fresh[row, : words[b]].to("cpu", torch.float16)
-        out = chars.new_zeros(*chars.shape[:2], self.output_size, dtype=torch.float32)
-        for b, n in enumerate(words):
-            if n:
-                out[b, :n] = self.cache[keys[b]].to(out.device, out.dtype)
+                found[b] = fresh[row, : counts[b]].to(torch.float16)
+                self.remember(keys[b], found[b])
+        parts = [found[b] for b in range(len(keys))]
+        return self.padded(parts, inputs["where"][0].size(1))
+
+    def remember(self, key: str, value: torch.Tensor) -> None:
+        """Cache ``value``, dropping the least recently used entries beyond the bound."""
+        size = value.numel() * value.element_size()
+        if size > self.cache_bytes:
+            return
+        self.cache[key] = value
+        self.cached_bytes += size
+        while self.cached_bytes > self.cache_bytes:
+            _, old = self.cache.popitem(last=False)
+            self.cached_bytes -= old.numel() * old.element_size()
+
+    def padded(self, parts: list[torch.Tensor], words: int) -> torch.Tensor:
+        """Per-sentence features ``[n_b, F]`` -> ``[B, words, F]`` float32, zeros after n_b."""
+        out = torch.nn.utils.rnn.pad_sequence([p.float() for p in parts], batch_first=True)
+        if out.size(1) < words:
+            out = torch.nn.functional.pad(out, (0, 0, 0, words - out.size(1)))
         return out
 
-    @staticmethod
-    def cache_key(sentence: torch.Tensor) -> bytes:
-        """The sentence's char ids ``[n, L]`` without padding columns, as bytes."""
-        width = int((sentence != 0).sum(-1).max()) if sentence.numel() else 0
-        ids = sentence[:, :width].cpu().numpy().tobytes()
-        return f"{sentence.size(0)}x{width}:".encode() + ids
-
-    def compute(self, chars: torch.Tensor) -> torch.Tensor:
-        """The features of a batch, straight from the LMs."""
-        first, last, lengths = self.layout(chars)
-        batch = chars.size(0)
-        rows = torch.arange(batch, device=chars.device).unsqueeze(1)
+    def compute(self, ids: list[torch.Tensor], where: list[torch.Tensor]) -> torch.Tensor:
+        """The features of a batch, straight from the LMs: each LM's states at ``where``
+        (zeros at padding words, whose position is 0: a word's is never the opening
+        newline)."""
         features = []
-        for index, (lm, backward) in enumerate(zip(self.lms, self.reverse)):
-            text = self.text_ids(chars, index, first, lengths)
-            where = last
-            if backward:  # read right to left: position j holds character S - 1 - j
-                columns = torch.arange(text.size(1), device=chars.device)
-                source = (lengths.unsqueeze(1) - 1 - columns).clamp(min=0)
-                text = text.gather(1, source)
-                where = (lengths.unsqueeze(1) - 1 - first).clamp(min=0)
+        for lm, text, at in zip(self.lms, ids, where):
             with torch.set_grad_enabled(self.tune and torch.is_grad_enabled()):
                 states, _ = lm.encoder.run(lm.embedding(text), None)  # [B, S, H]
-            features.append(states[rows, where.clamp(max=text.size(1) - 1)])
-        out = torch.cat(features, dim=-1)
-        return out.masked_fill((chars == 0).all(-1, keepdim=True), 0.0)
+            picked = states.gather(1, at.unsqueeze(-1).expand(-1, -1, states.size(-1)))
+            features.append(picked * (at > 0).unsqueeze(-1))
+        return torch.cat(features, dim=-1)

@@ -25,7 +25,7 @@ from seqmodels.core.errors import ConfigError
 from seqmodels.data.vocab import UNK
 from seqmodels.layers.char_features import build_char_features
 from seqmodels.layers.crf import CRF, allowed_transitions
-from seqmodels.nets.char_lm_features import CharLMFeatures, resolve_char_lms
+from seqmodels.nets.char_lm_features import CACHE_MIB, CharLMFeatures, resolve_char_lms
 
 DECODERS = ("softmax", "crf")
 
@@ -60,14 +60,15 @@ class WordInputs(nn.Module):
                 raise ConfigError(str(err)) from err
         self.char_lms = None
         if entries := model.get("char_lm_features"):
-            if "chars" not in vocabs:
-                raise ConfigError("model.char_lm_features needs a character vocabulary")
             specs, nets = resolve_char_lms(list(entries))
             # Recorded in place of the paths (these are the checkpoint's hyperparameters), so
             # loading the tagger builds the LMs from plain values and never reads their files.
             model["char_lm_features"] = specs
             tune = bool(model.get("char_lm_features_tune", False))
-            self.char_lms = CharLMFeatures(specs, nets, list(vocabs["chars"]), tune)
+            cache_mib = model.get("char_lm_features_cache_mib", CACHE_MIB)
+            self.char_lms = CharLMFeatures(
+                specs, nets, tune, CACHE_MIB if cache_mib is None else cache_mib
+            )
         extra = sum(m.output_size for m in (self.chars, self.char_lms) if m is not None)
         self.output_size = embedding_dim + extra
 
@@ -78,14 +79,34 @@ class WordInputs(nn.Module):
             words = words.masked_fill(drop & (words != 0), self.unk_id)
         return words
 
-    def forward(self, vectors: torch.Tensor, chars: torch.Tensor | None = None) -> torch.Tensor:
-        """Word vectors ``[B, T, E]`` (+ char ids ``[B, T, L]``) -> ``[B, T, output_size]``."""
-        if self.chars is None and self.char_lms is None:
-            return vectors
-        if chars is None:
-            raise ValueError("model.char_features is set, but the batch has no 'chars'")
-        parts = [vectors] + [m(chars) for m in (self.chars, self.char_lms) if m is not None]
-        return torch.cat(parts, dim=-1)
+    def char_lm_inputs(
+        self, sentences: list[list[str]], device: torch.device | str | None = None
+    ) -> dict[str, Any] | None:
+        """What the char LMs read for ``sentences`` (words as written; built on the host),
+        or ``None`` without ``model.char_lm_features``."""
+        return None if self.char_lms is None else self.char_lms.inputs(sentences, device)
+
+    def forward(
+        self,
+        vectors: torch.Tensor,
+        chars: torch.Tensor | None = None,
+        char_lm: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Word vectors ``[B, T, E]`` (+ char ids ``[B, T, L]``, + :meth:`char_lm_inputs`)
+        -> ``[B, T, output_size]``."""
+        parts = [vectors]
+        if self.chars is not None:
+            if chars is None:
+                raise ValueError("model.char_features is set, but the batch has no 'chars'")
+            parts.append(self.chars(chars))
+        if self.char_lms is not None:
+            if char_lm is None:
+                raise ValueError(
+                    "model.char_lm_features is set, but the batch has no 'char_lm' inputs "
+                    "(SlotTaggerNet.char_lm_inputs builds them from the words)"
+                )
+            parts.append(self.char_lms(char_lm))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
 
 
 class IntentToSlot(nn.Module):

@@ -13,6 +13,23 @@ from seqmodels.nets.parts import build_encoder
 from seqmodels.nets.slot_inputs import IntentToSlot, StateAttention, WordInputs, build_decoder
 
 
+def has_sentence_labels(intents: list[str]) -> bool:
+    """Whether the intent vocabulary holds more than one label besides ``<unk>``: with one
+    (``-``, files without sentence labels) there is nothing to predict."""
+    return len([name for name in intents if name != UNK]) > 1
+
+
+def restore_intent_head(module: nn.Module, state_dict: dict, prefix: str, *_: object) -> None:
+    """Checkpoints written before intent-less taggers existed hold an intent head even for
+    NER data: it is rebuilt from its weights, so such a checkpoint loads and evaluates to the
+    loss it was trained with (its intent is still not reported)."""
+    weight = state_dict.get(f"{prefix}intent_head.weight")
+    if module.intent_head is None and weight is not None:
+        like = module.tag_head.weight
+        head = nn.Linear(weight.size(1), weight.size(0), device=like.device, dtype=like.dtype)
+        module.intent_head = head
+
+
 class SlotTaggerNet(nn.Module):
     """embedding -> encoder -> linear over tags; max-pooled states -> linear over intents.
 
@@ -39,7 +56,14 @@ class SlotTaggerNet(nn.Module):
         self.encoder = build_encoder(model, self.words_in.output_size)
         self.dropout = nn.Dropout(model.get("dropout", 0.0))
         self.attend = StateAttention(model, self.encoder.output_size)
-        self.intent_head = nn.Linear(self.encoder.output_size, len(vocabs["intents"]))
+        # Data without sentence labels (NER files: one label, "-") gets no intent layers.
+        self.has_intents = has_sentence_labels(vocabs["intents"])
+        self.intent_head = (
+            nn.Linear(self.encoder.output_size, len(vocabs["intents"]))
+            if self.has_intents
+            else None
+        )
+        self.register_load_state_dict_pre_hook(restore_intent_head)
         self.intent_to_slot = IntentToSlot(model, self.encoder.output_size)
         self.tag_head = nn.Linear(self.intent_to_slot.output_size, len(vocabs["tags"]))
         self.crf = build_decoder(decoder, self.tag_names)
@@ -51,20 +75,36 @@ class SlotTaggerNet(nn.Module):
         self.register_buffer("blocked_intents", blocked_intents, persistent=False)
 
     def forward(
-        self, words: torch.Tensor, lengths: torch.Tensor, chars: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tag scores ``[B, T, tags]`` and intent logits ``[B, intents]``."""
-        inputs = self.words_in(self.embedding(self.words_in.drop_words(words)), chars)
+        self,
+        words: torch.Tensor,
+        lengths: torch.Tensor,
+        chars: torch.Tensor | None = None,
+        char_lm: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Tag scores ``[B, T, tags]`` and intent logits ``[B, intents]`` (``None`` without
+        an intent head). ``char_lm``: :meth:`char_lm_inputs` of the words, for a tagger with
+        ``model.char_lm_features``."""
+        inputs = self.words_in(self.embedding(self.words_in.drop_words(words)), chars, char_lm)
         states = self.encoder(self.dropout(inputs), lengths)
         return self.heads(self.dropout(states), words != 0)
 
-    def heads(self, states: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def char_lm_inputs(
+        self, sentences: list[list[str]], device: torch.device | str | None = None
+    ) -> dict[str, Any] | None:
+        """The char LMs' inputs for ``sentences`` (token lists as written), built on the host;
+        ``None`` for a tagger without ``model.char_lm_features``."""
+        return self.words_in.char_lm_inputs(sentences, device)
+
+    def heads(
+        self, states: torch.Tensor, real: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Encoder states ``[B, T, H]`` -> tag scores and intent logits, as :meth:`forward`
         applies them (self-attention, the intent's max-pool over the real tokens ``real
         [B, T]``, intent-to-slot); the gradient-flow measurement goes through this too."""
         states = self.attend(states, real)
         pooled = states.masked_fill(~real.unsqueeze(-1), float("-inf")).amax(dim=1)
-        return self.tag_head(self.intent_to_slot(states, pooled)), self.intent_head(pooled)
+        intents = self.intent_head(pooled) if self.intent_head is not None else None
+        return self.tag_head(self.intent_to_slot(states, pooled)), intents
 
     def predict_tags(
         self, tag_scores: torch.Tensor, mask: torch.Tensor | None = None

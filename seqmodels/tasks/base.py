@@ -24,21 +24,37 @@ warnings.filterwarnings(
 )
 
 
-def decay_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def never_decayed(module: nn.Module) -> set[int]:
+    """Ids of the parameters a layer asks to keep from weight decay (its ``no_weight_decay()``,
+    e.g. a frozen pretrained embedding, whose rows must not move at all)."""
+    return {
+        id(p)
+        for m in module.modules()
+        if callable(getattr(m, "no_weight_decay", None))
+        for p in m.no_weight_decay()
+    }
+
+
+def decay_groups(
+    module: nn.Module, weight_decay: float, matrices_only: bool = True
+) -> list[dict[str, Any]]:
     """Two parameter groups: weight matrices (decayed) and the rest (not decayed).
 
     Biases, norm scales and embedding tables get no weight decay, as in minGPT and most LM
     recipes: they set offsets and scales, and decaying them pulls rare tokens' rows to zero.
+    ``matrices_only=False``: every parameter is decayed but those of :func:`never_decayed`.
     """
     embedding_params = {
         id(p) for m in module.modules() if isinstance(m, nn.Embedding) for p in m.parameters()
     }
+    kept = never_decayed(module)
     decay, keep = [], []
     for param in module.parameters():
         if not param.requires_grad:
             continue
         is_matrix = param.ndim >= 2 and id(param) not in embedding_params
-        (decay if is_matrix else keep).append(param)
+        decayed = is_matrix if matrices_only else True
+        (decay if decayed and id(param) not in kept else keep).append(param)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": keep, "weight_decay": 0.0},
@@ -60,8 +76,11 @@ class SequenceTask(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer_cfg = dict(self.hparams.optimizer)
         # seqmodels' own key, not the optimizer's: decay weight matrices only (see decay_groups).
+        weight_decay = optimizer_cfg.get("weight_decay", 0.0)
         if optimizer_cfg.pop("decay_weights_only", False):
-            params: Any = decay_groups(self, optimizer_cfg.get("weight_decay", 0.0))
+            params: Any = decay_groups(self, weight_decay)
+        elif weight_decay and never_decayed(self):  # e.g. frozen word vectors
+            params = decay_groups(self, weight_decay, matrices_only=False)
         else:
             params = self.parameters()
         # A partial, called on the groups: Hydra would turn a list of dicts into a ListConfig.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -15,6 +16,10 @@ from seqmodels.metrics.span_f1 import span_types
 from seqmodels.nets.slot_tagger import SlotTaggerNet
 from seqmodels.tasks.base import SequenceTask
 from seqmodels.tasks.span_logging import log_test_span_report
+
+# The task's on_before_batch_transfer adds the char-LM inputs; any data module's batches are
+# fine with that, which Lightning cannot tell and says at every fit.
+warnings.filterwarnings("ignore", message=r"You have overridden `on_before_batch_transfer`")
 
 
 class SlotTagger(SlotTaggerNet, SequenceTask):
@@ -48,8 +53,6 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
         self.save_hyperparameters(logger=False)
         self.intent_loss_weight = intent_loss_weight
         num_tags, num_intents = len(vocabs["tags"]), len(vocabs["intents"])
-        # UNK plus one label (``-`` for files without sentence labels): nothing to measure.
-        self.has_intents = num_intents > 2
         # Test counts spans per type too, for the per-type report (span_logging).
         types = span_types(self.tag_names)
         self.span_f1 = nn.ModuleDict({"val": SpanF1(), "test": SpanF1(types)})
@@ -69,22 +72,30 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
         self.intent_losses = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
 
     def _step(self, batch: dict[str, Any], stage: str) -> torch.Tensor:
-        tag_logits, intent_logits = self(batch["words"], batch["lengths"], batch.get("chars"))
+        tag_logits, intent_logits = self(
+            batch["words"], batch["lengths"], batch.get("chars"), batch.get("char_lm")
+        )
         tags = batch["tags"]
         tag_total, counted = self.tag_loss_sum(tag_logits, tags)
-        intent_total = F.cross_entropy(intent_logits, batch["intents"], reduction="sum")
+        if intent_logits is None:  # no sentence labels: nothing to learn or measure
+            intent_total = tag_logits.new_zeros(())
+        else:
+            intent_total = F.cross_entropy(intent_logits, batch["intents"], reduction="sum")
         utterances = len(batch["intents"])
         tag_loss, intent_loss = tag_total / counted.clamp(min=1), intent_total / utterances
         loss = tag_loss + self.intent_loss_weight * intent_loss
         if stage == "train":
-            self.log_loss(stage, loss, int(counted))
+            # The token count from the host's lists: int(counted) would wait for the device.
+            self.log_loss(stage, loss, sum(len(t) for t in batch["gold_tags"]))
         else:
             self.losses[stage].update(tag_loss.detach(), weight=counted)
             self.intent_losses[stage].update(intent_loss.detach(), weight=utterances)
             predicted = self.predict_tags(tag_logits, batch["words"] != 0)
-            intents = self.predict_intents(intent_logits)
+            intents = batch["intents"]
+            if intent_logits is not None:
+                intents = self.predict_intents(intent_logits)
+                self.intent_acc[stage].update(intents, batch["intents"])
             self.token_acc[stage].update(predicted, tags)
-            self.intent_acc[stage].update(intents, batch["intents"])
             self.sent_acc[stage].update(predicted, tags, intents, batch["intents"])
             decoded = self.decode(predicted, batch["lengths"])
             self.span_f1[stage].update(decoded, batch["gold_tags"])
@@ -94,6 +105,14 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
                     for tokens, gold, pred in zip(batch["tokens"], batch["gold_tags"], decoded)
                 ]
         return loss
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """The char LMs' inputs (``model.char_lm_features``), built from the words on the host
+        while the batch is still there: the device never waits for them."""
+        if isinstance(batch, dict) and "tokens" in batch and "char_lm" not in batch:
+            if (inputs := self.char_lm_inputs(batch["tokens"])) is not None:
+                batch = {**batch, "char_lm": inputs}
+        return batch
 
     def tag_loss_sum(
         self, tag_scores: torch.Tensor, tags: torch.Tensor
@@ -109,7 +128,9 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, list[str]]]:
         """Per utterance: its ``tokens``, ``gold`` tags and ``predicted`` tags (for conlleval)."""
-        tag_logits, _ = self(batch["words"], batch["lengths"], batch.get("chars"))
+        tag_logits, _ = self(
+            batch["words"], batch["lengths"], batch.get("chars"), batch.get("char_lm")
+        )
         predicted = self.decode(
             self.predict_tags(tag_logits, batch["words"] != 0), batch["lengths"]
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import pytest
 from conftest import DATA_DIR, requires_data
 
@@ -67,3 +69,66 @@ def test_case_is_kept_when_the_training_words_have_capitals() -> None:
     assert [t.text for t in tokens] == ["EU", "rejects", "German", "call", ",", "says"]
     assert (tokens[4].start, tokens[4].end) == (22, 23)  # punctuation the vocabulary has stays
     assert tokenize("  ?! ") == []
+
+
+def unicode_tokenizer() -> RawTextTokenizer:
+    return RawTextTokenizer(
+        ["<pad>", "<unk>", "play", "José", "González", "on", "Alice", "مرحبا", "नमस्ते"]
+    )
+
+
+def typed(text: str) -> list[tuple[str, str]]:
+    return [(t.text, text[t.start : t.end]) for t in unicode_tokenizer()(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # Decomposed (NFD, as macOS writes file names): the combining accents stay in the word,
+        # the token is the composed (NFC) form the vocabulary has, the span is the text typed.
+        (
+            unicodedata.normalize("NFD", "play José González"),
+            ["play", "José", "González"],
+        ),
+        ("play José González", ["play", "José", "González"]),
+        # Tabs and other white space separate words as spaces do.
+        ("play\tJosé\u00a0González\n", ["play", "José", "González"]),
+        # Zero-width characters inside a word neither split it nor reach the model.
+        ("pl\u200bay Jo\u200dsé\ufeff", ["play", "José"]),
+        # Emoji (with a skin tone and a variation selector) are symbols the data never had.
+        ("play 👍🏽 José ❤️ on 🎵", ["play", "José", "on"]),
+        # Right-to-left words, with direction marks around them; Devanagari's vowel signs and
+        # virama are combining marks and stay inside the word.
+        ("\u200fمرحبا\u200e play नमस्ते", ["مرحبا", "play", "नमस्ते"]),
+    ],
+)
+def test_unicode_text_is_read_in_its_composed_form_and_spans_index_the_typed_text(
+    text: str, expected: list[str]
+) -> None:
+    tokens = unicode_tokenizer()(text)
+    assert [t.text for t in tokens] == expected
+    for token in tokens:  # each span covers the token as typed (whatever its normal form)
+        typed_form = text[token.start : token.end]
+        cleaned = "".join(c for c in typed_form if unicodedata.category(c) != "Cf")
+        assert unicodedata.normalize("NFC", cleaned) == token.text
+    words = unicode_tokenizer().words
+    assert all(t.text in words for t in tokens)
+
+
+def test_compatibility_forms_are_looked_up_as_their_plain_letters() -> None:
+    """Full-width letters (NFKC: plain ASCII) find the vocabulary's word."""
+    tokens = unicode_tokenizer()("play Ａｌｉｃｅ")
+    assert [t.text for t in tokens] == ["play", "Alice"]
+    assert (tokens[1].start, tokens[1].end) == (5, 10)
+
+
+def test_annotated_text_splits_as_tag_py_does() -> None:
+    from seqmodels.data.annotated_files import plain_tokens
+
+    text = unicodedata.normalize("NFD", "play José González") + " 👍"
+    got = [(t.text, text[t.start : t.end]) for t in plain_tokens(text)]
+    assert got[:3] == [
+        ("play", "play"),
+        ("José", unicodedata.normalize("NFD", "José")),
+        ("González", unicodedata.normalize("NFD", "González")),
+    ]
