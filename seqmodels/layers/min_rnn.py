@@ -88,8 +88,9 @@ class MinCell(nn.Module):
         if self.cell == "mingru":
             z, candidate = torch.sigmoid(pre[0]), g(pre[1])
             return 1 - z, z * candidate, {"update": z, "new": candidate}
-        f, i, candidate = torch.sigmoid(pre[0]), torch.sigmoid(pre[1]), g(pre[2])
-        f, i = f / (f + i), i / (f + i)
+        # f / (f + i) = sigmoid(log f - log i): finite even where both gates underflow to 0
+        diff = F.softplus(-pre[1]) - F.softplus(-pre[0])
+        f, i, candidate = torch.sigmoid(diff), torch.sigmoid(-diff), g(pre[2])
         return f, i * candidate, {"forget": f, "input": i, "cell": candidate}
 
     def states(self, x: Tensor, h0: Tensor | None, form: str) -> Tensor:
