@@ -271,7 +271,9 @@ def supports(*tensors: Tensor) -> bool:
 
 
 def kernel(name: str, dtype: torch.dtype):
-    """The C function ``name`` for ``dtype`` (call :func:`supports` first)."""
+    """The C function ``name`` for ``dtype`` (:func:`supports` says whether there is one)."""
+    if not available():
+        raise RuntimeError("the native scan kernels are not built (see the warning above)")
     return getattr(_lib, f"{name}_{SUFFIX[dtype]}")
 
 

@@ -183,9 +183,9 @@ def test_scan_bench_script_measures_every_run_and_prints_the_ratios_last(tmp_pat
         ]
     )
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-2].startswith("mingru training, scan / sequential: 8: ")
-    assert lines[-1].startswith("minlstm training, scan / sequential: 8: ")
-    assert len(json.loads(rows.read_text())) == 2 * 6 and plot.stat().st_size > 10_000
+    assert lines[-2].startswith("train, scan: auto (") and "minlstm 16: " in lines[-2]
+    assert lines[-1].startswith("infer, scan: auto (") and lines[-1].endswith("x")
+    assert len(json.loads(rows.read_text())) == 2 * 10 and plot.stat().st_size > 10_000
 
 
 def test_model_config_chooses_the_scan_and_old_configs_keep_loading() -> None:
