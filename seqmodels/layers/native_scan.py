@@ -123,7 +123,15 @@ void mingru_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, con
     }
 }
 /* z = i / (f + i) = (1 + e_f) / (2 + e_f + e_i), e_k = exp(-k), each term scaled by exp(-m),
-   m = max(0, -k_f, -k_i): nothing overflows, the largest term is 1. */
+   m = max(0, -k_f, -k_i): nothing overflows, and the largest term is exactly 1, so two
+   exponentials give all three (r, s: the larger and smaller of -k_f, -k_i). */
+static inline $r minlstm_z_$s($r k_f, $r k_i) {
+    $r p = -k_f, q = -k_i, r = MAX(p, q), s = p > q ? q : p;
+    $r e1 = $exp(r > 0 ? -r : r), e2 = $exp(s - MAX(r, ($r)0));
+    $r one = r > 0 ? e1 : ($r)1, big = r > 0 ? ($r)1 : e1;  /* e^-m; e^(r-m) */
+    $r ef = p >= q ? big : e2, ei = p >= q ? e2 : big;
+    return (one + ef) / (2 * one + ef + ei);
+}
 void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long B, long T,
                     long H) {
     const $r* bf = bias; const $r* bi = bias + H; const $r* bu = bias + 2 * H;
@@ -135,9 +143,7 @@ void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long B, 
             #pragma GCC ivdep  /* no step reads another j's values */
             for (long j = 0; j < H; ++j) {
                 $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
-                $r m = MAX(($r)0, MAX(-f, -n));
-                $r one = $exp(-m), ef = $exp(-f - m), ei = $exp(-n - m);
-                $r z = (one + ef) / (2 * one + ef + ei);
+                $r z = minlstm_z_$s(f, n);
                 $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
                 ht[j] = prev[j] + z * (c - prev[j]);
             }
@@ -159,9 +165,7 @@ void minlstm_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, co
             #pragma GCC ivdep  /* no step reads another j's values */
             for (long j = 0; j < H; ++j) {
                 $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
-                $r m = MAX(($r)0, MAX(-f, -n));
-                $r one = $exp(-m), ef = $exp(-f - m), ei = $exp(-n - m);
-                $r z = (one + ef) / (2 * one + ef + ei);
+                $r z = minlstm_z_$s(f, n);
                 $r sg = 1 / (1 + $exp(-v)), c = MAX(v + ($r)0.5, sg);
                 $r g = gh[o + j] + carry[j], gz = g * z;
                 /* z = sigmoid(log i - log f); d log sigmoid(k) / dk = sigmoid(-k) */
@@ -182,7 +186,14 @@ _SOURCE = "#define MAX(x, y) ((x) > (y) ? (x) : (y))\n" + "".join(
     _BODY.substitute(s=s, r=r, exp=exp)
     for s, r, exp in (("f32", "float", "expf"), ("f64", "double", "exp"))
 )
-_FLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
+_FLAGS = [
+    "-O3",
+    "-march=native",
+    "-mprefer-vector-width=256",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+]
+_FLAGS += ["-shared", "-fPIC"]
 _MVEC_FLAGS = ["-fopenmp-simd", "-lmvec"]
 SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
