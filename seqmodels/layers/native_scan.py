@@ -288,13 +288,37 @@ def kernel(name: str, dtype: torch.dtype):
     return getattr(_lib, f"{name}_{SUFFIX[dtype]}")
 
 
+def _onednn_linear(x: Tensor, weight: Tensor) -> Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``x W^T`` by oneDNN both ways: ``dx = dy W`` as a linear with ``W^T``, ``dW = dy^T x``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return _onednn_linear(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn_linear(grad, weight.t().contiguous())
+        if ctx.needs_input_grad[1]:
+            grad_w = grad.reshape(-1, grad.size(-1)).t().mm(x.reshape(-1, x.size(-1)))
+        return grad_x, grad_w
+
+
 def project(x: Tensor, weight: Tensor) -> Tensor:
-    """``x W^T`` without a bias. Where no gradient is wanted, by oneDNN's linear (faster than
-    the BLAS matmul behind ``F.linear`` on the CPU measured, docs/new-models.md)."""
-    no_grad = not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-    if no_grad and x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu":
-        if torch.backends.mkldnn.is_available():
-            return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+    """``x W^T`` without a bias, by oneDNN's linear where it runs (faster than the BLAS matmul
+    behind ``F.linear`` on the CPU measured, docs/new-models.md)."""
+    plain = x.dtype == weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    if plain and x.device.type == "cpu" and torch.backends.mkldnn.is_available():
+        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+            return _OneDNNLinear.apply(x, weight)
+        return _onednn_linear(x, weight)
     return F.linear(x, weight)
 
 

@@ -209,6 +209,36 @@ def test_auto_takes_the_native_loop_on_a_cpu_and_the_log_scan_on_a_gpu() -> None
 
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
+def test_float32_native_form_with_onednn_projections_matches_the_loop(cell: str) -> None:
+    torch.manual_seed(0)
+    enc = MinRNNEncoder(cell, 5, 6, num_layers=2, bidirectional=True)
+    x = torch.randn(3, 40, 5)
+    results = []
+    for scan in ("loop", "native"):
+        enc.scan = scan
+        xx = x.clone().requires_grad_(True)
+        out = enc(xx, torch.tensor([40, 17, 3]))
+        results.append((out, *torch.autograd.grad(out.sin().sum(), [xx, *enc.parameters()])))
+        with torch.inference_mode():
+            results.append((enc(x, torch.tensor([40, 17, 3])),))
+    for got, want in zip(results[2] + results[3], results[0] + results[1]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_extreme_preactivations_stay_finite_and_exact_in_the_native_layer(cell: str) -> None:
+    """Gates saturated far past float32's exponent range (|k| up to ~1000) on both sides."""
+    enc = encoder(cell, num_layers=1, scan="native")
+    x = 300 * torch.randn(2, 30, 5, dtype=torch.double)
+    native = enc(x)
+    enc.scan = "log"
+    torch.testing.assert_close(native, enc(x), rtol=0, atol=TOL)
+    enc.scan = "native"
+    with torch.no_grad():
+        assert torch.isfinite(enc.float()(x.float())).all()
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
 def test_native_layer_gradcheck(cell: str) -> None:
     if not native_scan.available():
         pytest.skip("no C compiler on this machine")
