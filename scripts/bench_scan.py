@@ -109,14 +109,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=1024,
         help="longest length for the Transformer (its attention grows with the square)",
     )
+    parser.add_argument(
+        "--forms", default=",".join(FORMS), help="scan forms to time (auto's is always timed)"
+    )
     parser.add_argument("--plot", type=Path, default=None, help="write the curves as a PNG")
     parser.add_argument("--json", type=Path, default=None, help="write every row as JSON")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     lengths = [int(n) for n in args.lengths.split(",")]
+    forms = {*args.forms.split(","), scan_form("auto", torch.device("cpu"))}
+    runs = [run for run in RUNS if run[2] is None or run[2] in forms]
     encoders = {}
-    for _, name, _ in RUNS:
+    for _, name, _ in runs:
         if name not in encoders:
             encoders[name] = build_encoder(model_config(name), INPUT_SIZE)
     print(f"torch {torch.__version__}, CPU, {args.threads} thread(s), batch {args.batch}")
@@ -126,15 +131,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     results = []
     for length in lengths:
         x = torch.randn(args.batch, length, INPUT_SIZE)
-        runs = [r for r in RUNS if r[1] != "transformer" or length <= args.transformer_max]
+        timed = [r for r in runs if r[1] != "transformer" or length <= args.transformer_max]
         rates = {}
         for mode in ("train", "infer"):
-            for _, name, form in runs:  # warm-up on a short slice (allocations, the build)
+            for _, name, form in timed:  # warm-up on a short slice (allocations, the build)
                 step(encoders[name], form, x[:, :64], mode)()
-            steps = {label: step(encoders[name], form, x, mode) for label, name, form in runs}
+            steps = {label: step(encoders[name], form, x, mode) for label, name, form in timed}
             seconds = median_seconds(steps, args.repeats)
             rates[mode] = {label: args.batch * length / s for label, s in seconds.items()}
-        for label, _, _ in runs:
+        for label, _, _ in timed:
             row = {"run": label, "length": length, **{m: rates[m][label] for m in rates}}
             results.append(row)
             print(
@@ -147,11 +152,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.plot:
         plot(results, args.plot)
     print()
-    print("| length | " + " | ".join(label for label, _, _ in RUNS) + " |  (training tokens/s)")
-    print("|---" * (len(RUNS) + 1) + "|")
+    print("| length | " + " | ".join(label for label, _, _ in runs) + " |  (training tokens/s)")
+    print("|---" * (len(runs) + 1) + "|")
     for length in lengths:
         cells = []
-        for label, _, _ in RUNS:
+        for label, _, _ in runs:
             row = [r for r in results if r["run"] == label and r["length"] == length]
             cells.append(f"{row[0]['train']:,.0f}" if row else "-")
         print(f"| {length} | " + " | ".join(cells) + " |")

@@ -95,6 +95,7 @@ def _build() -> ctypes.CDLL | None:
                 error = (result.stderr.strip().splitlines() or ["?"])[-1]
                 continue
             os.replace(out, path)
+            log.info("native scan: built %s", path)
         try:
             return _declare(ctypes.CDLL(str(path)))
         except OSError as err:  # e.g. no libmvec at run time
