@@ -20,8 +20,9 @@ step T), as a backward direction does.
   is lost, and a negative state has no logarithm, so a state with any entry ``<= 0`` runs the
   ``loop`` form instead (the same states).
 
-Float32 error at T = 10,000 (``a`` in 0.45..0.95, relative to a float64 loop): loop, chunked and
-native 2.5e-7, log 1.7e-3 (the cumulative sum of ``log a`` loses digits as it grows).
+Float32 error over 10,000 steps (``[8, 10000, 64]``, ``a`` in 0.45..0.95, ``b`` in 0..1; the
+largest relative to a float64 scan): loop and native 2.1e-7, chunked 2.4e-7, log 3.7e-4 (the
+cumulative sum of ``log a`` loses digits as it grows).
 """
 
 from __future__ import annotations

@@ -17,11 +17,13 @@ bias-free pre-activations (:mod:`seqmodels.layers.native_scan`); ``loop``/``chun
 ``a_t, b_t`` with PyTorch ops and scan them; ``log`` is the log-space parallel scan; ``auto`` is
 ``native`` on a CPU where it builds, else ``loop``, and ``log`` on a GPU (see :func:`scan_form`).
 The step-by-step replay (the gradient-flow and gate callbacks) takes the sequential twin, which
-keeps every step in the graph. Between layers, as in the paper's multi-layer models, each layer is a
-pre-norm residual block: ``x + dropout(layer(LayerNorm(x)))`` (the residual where the sizes
-match), with a final LayerNorm on the stack's output. The first layer reads the task's input
-as it comes: a LayerNorm over raw features would erase what they say (over the adding
-problem's two features, ``(value, marker)``, it leaves only which of the two is larger).
+keeps every step in the graph.
+
+Between layers, as in the paper's multi-layer models, each layer is a pre-norm residual block:
+``x + dropout(layer(LayerNorm(x)))`` (the residual where the sizes match), with a final LayerNorm
+on the stack's output. The first layer reads the task's input as it comes: a LayerNorm over raw
+features would erase what they say (over the adding problem's two features, ``(value, marker)``,
+it leaves only which of the two is larger).
 """
 
 from __future__ import annotations
