@@ -18,7 +18,7 @@ CELLS = ("rnn", "lstm", "gru", "hand_lstm")
 # The other encoder families and the ``model=`` keys each takes: minGRU/minLSTM
 # (seqmodels.layers.min_rnn) and the Transformer (seqmodels.layers.transformer).
 MIN_RNN_KEYS = ("cell", "hidden_size", "num_layers", "dropout", "bidirectional")
-MIN_RNN_KEYS += ("layer_norm", "residual", "parallel")
+MIN_RNN_KEYS += ("layer_norm", "residual", "scan", "parallel")
 TRANSFORMER_KEYS = ("hidden_size", "num_layers", "dropout", "bidirectional", "num_heads")
 TRANSFORMER_KEYS += ("window", "mlp_ratio")
 OTHER_CELLS = ("mingru", "minlstm", "transformer")

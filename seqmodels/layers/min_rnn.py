@@ -1,7 +1,7 @@
 """minGRU and minLSTM (Feng et al. 2024, "Were RNNs All We Needed?"), stacked into an encoder.
 
 Their gates read the current input only, never ``h_{t-1}``, so every layer is the linear
-recurrence ``h_t = a_t h_{t-1} + b_t`` of :mod:`seqmodels.layers.parallel_scan`:
+recurrence ``h_t = a_t h_{t-1} + b_t`` of :mod:`seqmodels.layers.linear_scan`:
 
     minGRU:   z_t = σ(W_z x_t + b_z)          h~_t = g(W_h x_t + b_h)
               h_t = (1 - z_t) h_{t-1} + z_t h~_t
@@ -9,14 +9,21 @@ recurrence ``h_t = a_t h_{t-1} + b_t`` of :mod:`seqmodels.layers.parallel_scan`:
               f'_t, i'_t = f_t, i_t / (f_t + i_t)
               h_t = f'_t h_{t-1} + i'_t h~_t
 
-``g`` (``x + 0.5`` above zero, ``σ(x)`` below) keeps every state positive, so the scan can run
-in log space. Training over whole sequences takes the parallel scan; one step at a time
-(generation, the gradient-flow replay) takes the sequential twin, which computes the same
-states without logs. Between layers, as in the paper's multi-layer models, each layer is a
-pre-norm residual block: ``x + dropout(layer(LayerNorm(x)))`` (the residual where the sizes
-match), with a final LayerNorm on the stack's output. The first layer reads the task's input
-as it comes: a LayerNorm over raw features would erase what they say (over the adding
-problem's two features, ``(value, marker)``, it leaves only which of the two is larger).
+``g`` (``x + 0.5`` above zero, ``σ(x)`` below) keeps every state positive, so the recurrence can
+also run in log space. ``scan`` picks how whole sequences are computed (the forms of
+:mod:`seqmodels.layers.linear_scan`, the same states): ``native`` is one C call per
+layer-direction that computes the gates, the candidate and the recurrence together from the
+bias-free pre-activations (:mod:`seqmodels.layers.native_scan`); ``loop``/``chunked`` compute
+``a_t, b_t`` with PyTorch ops and scan them; ``log`` is the log-space parallel scan; ``auto`` is
+``native`` on a CPU where it builds, else ``loop``, and ``log`` on a GPU (see :func:`scan_form`).
+The step-by-step replay (the gradient-flow and gate callbacks) takes the sequential twin, which
+keeps every step in the graph.
+
+Between layers, as in the paper's multi-layer models, each layer is a pre-norm residual block:
+``x + dropout(layer(LayerNorm(x)))`` (the residual where the sizes match), with a final LayerNorm
+on the stack's output. The first layer reads the task's input as it comes: a LayerNorm over raw
+features would erase what they say (over the adding problem's two features, ``(value, marker)``,
+it leaves only which of the two is larger).
 """
 
 from __future__ import annotations
@@ -25,13 +32,32 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from seqmodels.layers import native_scan
 from seqmodels.layers.gates import Unrolled, reverse_within
+from seqmodels.layers.linear_scan import FORMS, linear_scan
 from seqmodels.layers.parallel_scan import g, log_g, parallel_scan, sequential_scan
 from seqmodels.layers.stack_checks import check_stack
 
 MIN_CELLS = ("mingru", "minlstm")
 # Gate names per cell, as the gate statistics log them ("new"/"cell": the candidate h~).
 MIN_GATE_NAMES = {"mingru": ("update", "new"), "minlstm": ("forget", "input", "cell")}
+SCANS = ("auto", *FORMS)
+
+
+def scan_form(scan: str, device: torch.device) -> str:
+    """The form ``scan`` runs as on ``device``. ``auto``: on a CPU, ``native`` where it builds
+    (the fastest measured, docs/new-models.md), else ``loop``; on a GPU, ``log``: a handful of
+    parallel passes, where ``loop`` launches kernels per step and ``chunked`` about
+    ``2 sqrt(T)`` (chosen by reasoning: no GPU was at hand to measure). ``native`` off a CPU or
+    without a compiler runs as ``auto`` does there."""
+    if scan not in SCANS:
+        raise ValueError(f"model.scan must be one of {', '.join(SCANS)}, not {scan!r}")
+    on_cpu = device.type == "cpu"
+    if scan == "auto" or (scan == "native" and not on_cpu):
+        return ("native" if native_scan.available() else "loop") if on_cpu else "log"
+    if scan == "native" and not native_scan.available():
+        return "loop"
+    return scan
 
 
 class MinCell(nn.Module):
@@ -64,9 +90,24 @@ class MinCell(nn.Module):
         if self.cell == "mingru":
             z, candidate = torch.sigmoid(pre[0]), g(pre[1])
             return 1 - z, z * candidate, {"update": z, "new": candidate}
-        f, i, candidate = torch.sigmoid(pre[0]), torch.sigmoid(pre[1]), g(pre[2])
-        f, i = f / (f + i), i / (f + i)
+        # f / (f + i) = sigmoid(log f - log i): finite even where both gates underflow to 0
+        diff = F.softplus(-pre[1]) - F.softplus(-pre[0])
+        f, i, candidate = torch.sigmoid(diff), torch.sigmoid(-diff), g(pre[2])
         return f, i * candidate, {"forget": f, "input": i, "cell": candidate}
+
+    def states(self, x: Tensor, h0: Tensor | None, form: str) -> Tensor:
+        """All states ``[B, T, H]`` over ``x [B, T, input]`` by a :func:`scan_form` form."""
+        if form == "native":
+            pre = native_scan.project(x, self.linear.weight)  # the kernel adds the bias
+            if pre.dtype not in native_scan.SUFFIX:  # autocast (precision=16/bf16)
+                pre = pre.float()
+            bias = self.linear.bias.to(pre.dtype)
+            h0 = pre.new_zeros(x.size(0), self.hidden_size) if h0 is None else h0.to(pre.dtype)
+            return native_scan.MinRNNLayer.apply(pre, bias, h0, self.cell)
+        if form == "log" and (h0 is None or bool((h0 > 0).all())):  # else: see linear_scan
+            return parallel_scan(*self.log_coefficients(x), h0)
+        a, b, _ = self.gates(x)
+        return linear_scan(a, b, h0, "chunked" if form == "chunked" else "loop")
 
 
 class MinRNNEncoder(nn.Module):
@@ -74,8 +115,10 @@ class MinRNNEncoder(nn.Module):
     interface as :class:`seqmodels.layers.encoders.RNNEncoder` (``forward(x, lengths)``,
     ``run(x, state)``, ``output_size``).
 
-    ``parallel`` (default ``True``) runs sequences longer than one step through the log-space
-    scan; ``False`` runs the sequential twin (same states; the tests hold them to each other).
+    ``scan`` (``auto``, ``native``, ``loop``, ``chunked``, ``log``; see :func:`scan_form`) picks
+    how whole sequences run; all give the same states (the tests hold them to each other).
+    ``parallel`` is the older switch, kept so that checkpoints that carry it load:
+    ``False`` means ``scan="loop"`` (sequential steps), ``True``/``None`` leave ``scan`` as is.
     With ``lengths``, padding never reaches a real step: the forward direction reads it only
     after each sequence's end, and the reverse direction starts at each sequence's own end.
     """
@@ -90,7 +133,8 @@ class MinRNNEncoder(nn.Module):
         bidirectional: bool = False,
         layer_norm: bool = True,
         residual: bool = True,
-        parallel: bool = True,
+        scan: str = "auto",
+        parallel: bool | None = None,
     ) -> None:
         super().__init__()
         check_stack(cell, MIN_CELLS, hidden_size, num_layers, dropout)
@@ -110,7 +154,9 @@ class MinRNNEncoder(nn.Module):
         )
         self.final_norm = norm(self.output_size)
         self.dropout = nn.Dropout(dropout if num_layers > 1 else 0.0)
-        self.parallel = parallel
+        if scan not in SCANS:  # a misspelt form fails here, not mid-training
+            raise ValueError(f"model.scan must be one of {', '.join(SCANS)}, not {scan!r}")
+        self.scan = "loop" if parallel is False else scan
         self.has_gates = True  # the gate-statistics callback reads them through unroll()
 
     def run(self, x: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -175,8 +221,9 @@ class MinRNNEncoder(nn.Module):
         key: tuple[int, int],
         keep_gates: bool,
     ) -> Tensor:
-        if record is None and self.parallel and seq.size(1) > 1:
-            return parallel_scan(*cell.log_coefficients(seq), h0)
+        form = scan_form(self.scan, seq.device)
+        if record is None and (seq.size(1) > 1 or form != "log"):
+            return cell.states(seq, h0, form)
         a, b, gates = cell.gates(seq)
         states = sequential_scan(a, b, h0)
         if record is not None:

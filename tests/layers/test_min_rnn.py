@@ -1,5 +1,5 @@
-"""minGRU/minLSTM: the log-space parallel scan against its sequential twin, carried state,
-padding, gradcheck."""
+"""minGRU/minLSTM: every scan form against the sequential twin (the step-by-step replay),
+carried state, padding, gradcheck."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from seqmodels.layers.min_rnn import MIN_CELLS, MinRNNEncoder
+from seqmodels.layers import native_scan
+from seqmodels.layers.linear_scan import FORMS
+from seqmodels.layers.min_rnn import MIN_CELLS, MinRNNEncoder, scan_form
 from seqmodels.layers.parallel_scan import parallel_scan, sequential_scan
 
 TOL = 1e-10
@@ -22,10 +24,17 @@ def encoder(cell: str, **kwargs) -> MinRNNEncoder:
     return MinRNNEncoder(cell, 5, 6, **{"num_layers": 3, **kwargs}).double().eval()
 
 
-def outputs_and_grads(enc: MinRNNEncoder, x: torch.Tensor, parallel: bool, **call):
-    enc.parallel = parallel
+def outputs_and_grads(enc: MinRNNEncoder, x: torch.Tensor, scan: str | None, lengths=None):
+    """Outputs and the gradients of every input and parameter; ``scan=None``: the sequential
+    twin (the replay the callbacks read: every step its own node of the graph)."""
     x = x.clone().requires_grad_(True)
-    out = enc(x, **call)
+    if scan is None:
+        out = enc.unroll(x, lengths, keep_gates=False).output
+        if lengths is not None:
+            out = out * (torch.arange(x.size(1)) < lengths.unsqueeze(1)).unsqueeze(-1)
+    else:
+        enc.scan = scan
+        out = enc(x, lengths)
     weights = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
     grads = torch.autograd.grad((out * weights).sum(), [x, *enc.parameters()])
     return out, grads
@@ -33,12 +42,13 @@ def outputs_and_grads(enc: MinRNNEncoder, x: torch.Tensor, parallel: bool, **cal
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
 @pytest.mark.parametrize("bidirectional", [False, True])
-def test_parallel_scan_and_sequential_steps_agree(cell: str, bidirectional: bool) -> None:
+@pytest.mark.parametrize("scan", FORMS)
+def test_every_scan_form_and_the_sequential_steps_agree(cell, bidirectional, scan) -> None:
     enc = encoder(cell, bidirectional=bidirectional)
     x = torch.randn(4, 50, 5, dtype=torch.double)
     lengths = torch.tensor([50, 31, 7, 1]) if bidirectional else None
-    out_p, grads_p = outputs_and_grads(enc, x, True, lengths=lengths)
-    out_s, grads_s = outputs_and_grads(enc, x, False, lengths=lengths)
+    out_p, grads_p = outputs_and_grads(enc, x, scan, lengths=lengths)
+    out_s, grads_s = outputs_and_grads(enc, x, None, lengths=lengths)
     assert out_p.abs().max() > 0.1  # a real output, not zeros agreeing with zeros
     torch.testing.assert_close(out_p, out_s, rtol=0, atol=TOL)
     for gp, gs in zip(grads_p, grads_s):
@@ -46,8 +56,30 @@ def test_parallel_scan_and_sequential_steps_agree(cell: str, bidirectional: bool
 
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
-def test_carried_state_across_windows_equals_one_long_sequence(cell: str) -> None:
+@pytest.mark.parametrize("sign", [1.0, 0.0, -1.0])
+def test_a_carried_state_of_any_sign_gives_the_same_states_and_gradients_by_every_form(
+    cell: str, sign: float
+) -> None:
+    """``log`` takes positive states only and runs the others by the loop (the same numbers)."""
     enc = encoder(cell)
+    x = torch.randn(2, 20, 5, dtype=torch.double)
+    state = sign * torch.rand(3, 2, 6, dtype=torch.double).add(0.1)
+    results = []
+    for scan in FORMS:
+        enc.scan = scan
+        h0 = state.clone().requires_grad_(True)
+        out, final = enc.run(x, h0)
+        grads = torch.autograd.grad(out.square().sum() + final.sum(), [h0, *enc.parameters()])
+        results.append((out, final, *grads))
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            torch.testing.assert_close(got, want, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+@pytest.mark.parametrize("scan", FORMS)
+def test_carried_state_across_windows_equals_one_long_sequence(cell: str, scan: str) -> None:
+    enc = encoder(cell, scan=scan)
     x = torch.randn(2, 60, 5, dtype=torch.double)
     whole, state_whole = enc.run(x)
     state, pieces = None, []
@@ -66,8 +98,9 @@ def test_carried_state_across_windows_equals_one_long_sequence(cell: str) -> Non
 
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
-def test_padding_never_reaches_a_real_step_in_either_direction(cell: str) -> None:
-    enc = encoder(cell, bidirectional=True)
+@pytest.mark.parametrize("scan", FORMS)
+def test_padding_never_reaches_a_real_step_in_either_direction(cell: str, scan: str) -> None:
+    enc = encoder(cell, bidirectional=True, scan=scan)
     x = torch.randn(3, 12, 5, dtype=torch.double)
     lengths = torch.tensor([12, 8, 3])
     batch = enc(x, lengths)
@@ -90,8 +123,9 @@ def test_scan_gradcheck_with_a_carried_state() -> None:
 
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
-def test_encoder_gradcheck(cell: str) -> None:
-    enc = encoder(cell, num_layers=2)
+@pytest.mark.parametrize("scan", FORMS)
+def test_encoder_gradcheck(cell: str, scan: str) -> None:
+    enc = encoder(cell, num_layers=2, scan=scan)
     x = torch.randn(2, 6, 5, dtype=torch.double, requires_grad=True)
     assert torch.autograd.gradcheck(lambda inp: enc(inp), (x,), fast_mode=True)
 
@@ -149,17 +183,72 @@ def test_scan_bench_script_measures_every_run_and_prints_the_ratios_last(tmp_pat
         ]
     )
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-2].startswith("mingru training, scan / sequential: 8: ")
-    assert lines[-1].startswith("minlstm training, scan / sequential: 8: ")
-    assert len(json.loads(rows.read_text())) == 2 * 6 and plot.stat().st_size > 10_000
+    assert lines[-2].startswith("train, scan: auto (") and "minlstm 16: " in lines[-2]
+    assert lines[-1].startswith("infer, scan: auto (") and lines[-1].endswith("x")
+    assert len(json.loads(rows.read_text())) == 2 * 10 and plot.stat().st_size > 10_000
 
 
-def test_model_config_chooses_scan_or_steps() -> None:
+def test_model_config_chooses_the_scan_and_old_configs_keep_loading() -> None:
     from seqmodels.layers.encoders import other_encoder
 
     model = {"cell": "minlstm", "hidden_size": 4, "num_layers": 2, "forget_bias": None}
-    assert other_encoder(model, 3).parallel is True
-    assert other_encoder({**model, "parallel": False}, 3).parallel is False
+    assert other_encoder(model, 3).scan == "auto"
+    assert other_encoder({**model, "scan": "chunked"}, 3).scan == "chunked"
+    # checkpoints written before model.scan carry parallel: false = sequential steps
+    assert other_encoder({**model, "parallel": False}, 3).scan == "loop"
+    assert other_encoder({**model, "parallel": True}, 3).scan == "auto"
+    with pytest.raises(ValueError, match="model.scan must be one of auto, loop"):
+        other_encoder({**model, "scan": "fast"}, 3)
+
+
+def test_auto_takes_the_native_loop_on_a_cpu_and_the_log_scan_on_a_gpu() -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert scan_form("auto", cpu) == ("native" if native_scan.available() else "loop")
+    assert scan_form("auto", gpu) == scan_form("native", gpu) == "log"
+    assert scan_form("chunked", gpu) == "chunked"
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_float32_native_form_with_onednn_projections_matches_the_loop(cell: str) -> None:
+    torch.manual_seed(0)
+    enc = MinRNNEncoder(cell, 5, 6, num_layers=2, bidirectional=True)
+    x = torch.randn(3, 40, 5)
+    results = []
+    for scan in ("loop", "native"):
+        enc.scan = scan
+        xx = x.clone().requires_grad_(True)
+        out = enc(xx, torch.tensor([40, 17, 3]))
+        results.append((out, *torch.autograd.grad(out.sin().sum(), [xx, *enc.parameters()])))
+        with torch.inference_mode():
+            results.append((enc(x, torch.tensor([40, 17, 3])),))
+    for got, want in zip(results[2] + results[3], results[0] + results[1]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_extreme_preactivations_stay_finite_and_exact_in_the_native_layer(cell: str) -> None:
+    """Gates saturated far past float32's exponent range (|k| up to ~1000) on both sides."""
+    enc = encoder(cell, num_layers=1, scan="native")
+    x = 300 * torch.randn(2, 30, 5, dtype=torch.double)
+    native = enc(x)
+    enc.scan = "log"
+    torch.testing.assert_close(native, enc(x), rtol=0, atol=TOL)
+    enc.scan = "native"
+    with torch.no_grad():
+        assert torch.isfinite(enc.float()(x.float())).all()
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_native_layer_gradcheck(cell: str) -> None:
+    if not native_scan.available():
+        pytest.skip("no C compiler on this machine")
+    torch.manual_seed(0)
+    width = 2 if cell == "mingru" else 3
+    pre = torch.randn(2, 7, width * 3, dtype=torch.double, requires_grad=True)
+    bias = torch.randn(width * 3, dtype=torch.double, requires_grad=True)
+    h0 = torch.randn(2, 3, dtype=torch.double, requires_grad=True)
+    layer = native_scan.MinRNNLayer.apply
+    assert torch.autograd.gradcheck(lambda *t: layer(*t, cell), (pre, bias, h0))
 
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
@@ -167,7 +256,7 @@ def test_first_layer_sees_the_size_of_raw_features(cell: str) -> None:
     """The adding problem's steps are ``(value, marker)``: two steps that differ only in the
     value's size must give different states (a LayerNorm over the 2 features made them equal)."""
     torch.manual_seed(0)
-    enc = MinRNNEncoder(cell, 2, 8, num_layers=2, parallel=False).eval()
+    enc = MinRNNEncoder(cell, 2, 8, num_layers=2, scan="loop").eval()
     small = torch.tensor([[[0.2, 0.0], [0.1, 1.0]]])
     large = torch.tensor([[[0.9, 0.0], [0.7, 1.0]]])
     assert (enc(small) - enc(large)).abs().max() > 1e-3

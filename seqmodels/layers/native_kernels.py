@@ -1,0 +1,167 @@
+"""The C source of :mod:`seqmodels.layers.native_scan`'s kernels (float32 and float64 each).
+
+All take contiguous batch-major tensors and run one sequence at a time, each step a contiguous
+row of ``N`` (or ``H``) values, so the carried state stays in L1:
+
+- ``affine_fwd``/``affine_bwd``: ``h_t = a_t h_{t-1} + b_t`` (forward or reverse in time) and
+  its backward: ``g_t = dL/dh_t + a_{t+1} g_{t+1}``, ``dL/da_t = g_t h_{t-1}``,
+  ``dL/db_t = g_t``, ``dL/dh0 = a_1 g_1``.
+- ``mingru_fwd``/``minlstm_fwd``: a min-RNN layer-direction from its bias-free pre-activations
+  ``pre [B, T, 2H | 3H]`` and the bias, ``h_t = h_{t-1} + z_t (g(v_t) - h_{t-1})`` with
+  ``z = sigmoid(k)`` (minGRU) or ``i / (f + i)`` (minLSTM), the equations of
+  :mod:`seqmodels.layers.min_rnn`; ``*_bwd`` recompute the gates from ``pre`` (a few
+  exponentials cost less than storing and re-reading them) while the gradient runs back in time,
+  ``g_t = dL/dh_t + (1 - z_{t+1}) g_{t+1}``, writing ``dL/dpre`` and summing ``dL/dbias``.
+
+``#pragma GCC ivdep`` tells gcc the steps of a row never depend on each other (the pointers do
+not overlap), so it vectorises the loops, exponentials included (libmvec, with ``MVEC``).
+"""
+
+from string import Template
+
+# libmvec's vector exp (glibc, x86-64): lets the compiler vectorise the gate loops.
+MVEC = """
+#pragma omp declare simd notinbranch
+extern float expf(float);
+#pragma omp declare simd notinbranch
+extern double exp(double);
+"""
+_BODY = Template(r"""
+void affine_fwd_$s(const $r* a, const $r* b, const $r* h0, $r* h, long B, long T, long N,
+                   int rev) {
+    for (long i = 0; i < B; ++i) {
+        const $r* prev = h0 + i * N;
+        for (long s = 0; s < T; ++s) {
+            long o = (i * T + (rev ? T - 1 - s : s)) * N;
+            const $r* at = a + o; const $r* bt = b + o; $r* ht = h + o;
+            for (long j = 0; j < N; ++j) ht[j] = at[j] * prev[j] + bt[j];
+            prev = ht;
+        }
+    }
+}
+void affine_bwd_$s(const $r* a, const $r* h0, const $r* h, const $r* gh, $r* ga, $r* gb,
+                   $r* gh0, long B, long T, long N, int rev) {
+    for (long i = 0; i < B; ++i) {
+        for (long s = 0; s < T; ++s) {  /* backward runs against the scan's direction */
+            long t = rev ? s : T - 1 - s, o = (i * T + t) * N;
+            long later = (i * T + (rev ? t - 1 : t + 1)) * N;
+            long before = (i * T + (rev ? t + 1 : t - 1)) * N;
+            const $r* hp = (rev ? t == T - 1 : t == 0) ? h0 + i * N : h + before;
+            $r* g = gb + o;
+            if (s == 0) for (long j = 0; j < N; ++j) g[j] = gh[o + j];
+            else for (long j = 0; j < N; ++j) g[j] = gh[o + j] + a[later + j] * gb[later + j];
+            for (long j = 0; j < N; ++j) ga[o + j] = g[j] * hp[j];
+        }
+        long first = (i * T + (rev ? T - 1 : 0)) * N;
+        for (long j = 0; j < N; ++j) gh0[i * N + j] = a[first + j] * gb[first + j];
+    }
+}
+/* g(v) = v + 0.5 (v >= 0), sigmoid(v) (v < 0) = max(v + 0.5, sigmoid(v)) */
+void mingru_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long B, long T,
+                   long H) {
+    const $r* bk = bias; const $r* bu = bias + H;
+    for (long i = 0; i < B; ++i) {
+        const $r* prev = h0 + i * H;
+        for (long t = 0; t < T; ++t) {
+            const $r* k = pre + (i * T + t) * 2 * H; const $r* u = k + H;
+            $r* ht = h + (i * T + t) * H;
+            #pragma GCC ivdep  /* no step reads another j's values */
+            for (long j = 0; j < H; ++j) {
+                $r z = 1 / (1 + $exp(-(k[j] + bk[j]))), v = u[j] + bu[j];
+                $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
+                ht[j] = prev[j] + z * (c - prev[j]);
+            }
+            prev = ht;
+        }
+    }
+}
+void mingru_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, const $r* gh,
+                   $r* gpre, double* gbias, $r* gh0, $r* work, long B, long T, long H) {
+    const $r* bk = bias; const $r* bu = bias + H;
+    $r* carry = work; $r* acc = work + H;  /* (1 - z_{t+1}) g_{t+1}; this sequence's dbias */
+    for (long i = 0; i < B; ++i) {
+        for (long j = 0; j < 3 * H; ++j) work[j] = 0;
+        for (long t = T - 1; t >= 0; --t) {
+            long o = (i * T + t) * H;
+            const $r* k = pre + 2 * o; const $r* u = k + H; $r* dk = gpre + 2 * o;
+            $r* du = dk + H;
+            const $r* hp = t ? h + o - H : h0 + i * H;
+            #pragma GCC ivdep  /* no step reads another j's values */
+            for (long j = 0; j < H; ++j) {
+                $r z = 1 / (1 + $exp(-(k[j] + bk[j]))), v = u[j] + bu[j];
+                $r sg = 1 / (1 + $exp(-v)), c = MAX(v + ($r)0.5, sg);
+                $r g = gh[o + j] + carry[j], gz = g * z;
+                dk[j] = gz * (1 - z) * (c - hp[j]);
+                du[j] = gz * (v >= 0 ? ($r)1 : sg * (1 - sg));
+                acc[j] += dk[j]; acc[H + j] += du[j];
+                carry[j] = g - gz;
+            }
+        }
+        for (long j = 0; j < H; ++j) gh0[i * H + j] = carry[j];
+        for (long j = 0; j < 2 * H; ++j) gbias[j] += acc[j];
+    }
+}
+/* z = i / (f + i) = (1 + e_f) / (2 + e_f + e_i), e_k = exp(-k), each term scaled by exp(-m),
+   m = max(0, -k_f, -k_i): nothing overflows, and the largest term is exactly 1, so two
+   exponentials give all three (r, s: the larger and smaller of -k_f, -k_i). */
+static inline $r minlstm_z_$s($r k_f, $r k_i) {
+    $r p = -k_f, q = -k_i, r = MAX(p, q), s = p > q ? q : p;
+    $r e1 = $exp(r > 0 ? -r : r), e2 = $exp(s - MAX(r, ($r)0));
+    $r one = r > 0 ? e1 : ($r)1, big = r > 0 ? ($r)1 : e1;  /* e^-m; e^(r-m) */
+    $r ef = p >= q ? big : e2, ei = p >= q ? e2 : big;
+    return (one + ef) / (2 * one + ef + ei);
+}
+void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long B, long T,
+                    long H) {
+    const $r* bf = bias; const $r* bi = bias + H; const $r* bu = bias + 2 * H;
+    for (long i = 0; i < B; ++i) {
+        const $r* prev = h0 + i * H;
+        for (long t = 0; t < T; ++t) {
+            const $r* kf = pre + (i * T + t) * 3 * H; const $r* ki = kf + H;
+            const $r* u = kf + 2 * H; $r* ht = h + (i * T + t) * H;
+            #pragma GCC ivdep  /* no step reads another j's values */
+            for (long j = 0; j < H; ++j) {
+                $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
+                $r z = minlstm_z_$s(f, n);
+                $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
+                ht[j] = prev[j] + z * (c - prev[j]);
+            }
+            prev = ht;
+        }
+    }
+}
+void minlstm_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, const $r* gh,
+                    $r* gpre, double* gbias, $r* gh0, $r* work, long B, long T, long H) {
+    const $r* bf = bias; const $r* bi = bias + H; const $r* bu = bias + 2 * H;
+    $r* carry = work; $r* acc = work + H;
+    for (long i = 0; i < B; ++i) {
+        for (long j = 0; j < 4 * H; ++j) work[j] = 0;
+        for (long t = T - 1; t >= 0; --t) {
+            long o = (i * T + t) * H;
+            const $r* kf = pre + 3 * o; const $r* ki = kf + H; const $r* u = kf + 2 * H;
+            $r* df = gpre + 3 * o; $r* di = df + H; $r* du = df + 2 * H;
+            const $r* hp = t ? h + o - H : h0 + i * H;
+            #pragma GCC ivdep  /* no step reads another j's values */
+            for (long j = 0; j < H; ++j) {
+                $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
+                $r z = minlstm_z_$s(f, n);
+                $r sg = 1 / (1 + $exp(-v)), c = MAX(v + ($r)0.5, sg);
+                $r g = gh[o + j] + carry[j], gz = g * z;
+                /* z = sigmoid(log i - log f); d log sigmoid(k) / dk = sigmoid(-k) */
+                $r dd = gz * (1 - z) * (c - hp[j]);
+                df[j] = -dd / (1 + $exp(f)); di[j] = dd / (1 + $exp(n));
+                du[j] = gz * (v >= 0 ? ($r)1 : sg * (1 - sg));
+                acc[j] += df[j]; acc[H + j] += di[j]; acc[2 * H + j] += du[j];
+                carry[j] = g - gz;
+            }
+        }
+        for (long j = 0; j < H; ++j) gh0[i * H + j] = carry[j];
+        for (long j = 0; j < 3 * H; ++j) gbias[j] += acc[j];
+    }
+}
+""")
+# (a comparison, not fmax: fmax's rules for NaN and signed zeros keep gcc from vectorising it)
+SOURCE = "#define MAX(x, y) ((x) > (y) ? (x) : (y))\n" + "".join(
+    _BODY.substitute(s=s, r=r, exp=exp)
+    for s, r, exp in (("f32", "float", "expf"), ("f64", "double", "exp"))
+)

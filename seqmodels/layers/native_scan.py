@@ -1,0 +1,237 @@
+"""The scan's time loop in C: compiled once per machine with the system's C compiler, loaded with
+ctypes, one call per layer-direction instead of one PyTorch op per step.
+
+The kernels (:mod:`seqmodels.layers.native_kernels`): ``affine``, ``h_t = a_t h_{t-1} + b_t``
+and its backward, wrapped as :class:`AffineScan` (``linear_scan``'s ``native`` form); ``mingru``
+and ``minlstm``, a whole layer-direction from its bias-free pre-activations (gates, candidate and
+recurrence in one pass; the backward recomputes the gates as the gradient runs back in time),
+wrapped as :class:`MinRNNLayer`, whose projection :func:`project` runs by oneDNN.
+
+The library is built into ``$XDG_CACHE_HOME/seqmodels`` (``~/.cache/seqmodels``), named by a
+hash of the source, the compiler, its flags and the CPU, through a temporary file and an atomic
+rename: processes that build at once (DDP ranks) each produce the same complete file, and a
+loader never sees half of one. Without a compiler (or with ``SEQMODELS_NATIVE_SCAN=0``)
+:func:`available` is False, one warning says so, and callers use a PyTorch form instead.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from seqmodels.layers.native_kernels import MVEC, SOURCE
+
+log = logging.getLogger(__name__)
+
+_FLAGS = [
+    "-O3",
+    "-march=native",
+    "-mprefer-vector-width=256",
+    "-fno-math-errno",
+    "-fno-trapping-math",
+]
+_FLAGS += ["-shared", "-fPIC"]
+_MVEC_FLAGS = ["-fopenmp-simd", "-lmvec"]
+SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def cache_dir() -> Path:
+    """Where the library is kept: ``$XDG_CACHE_HOME/seqmodels`` or ``~/.cache/seqmodels``."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(root) / "seqmodels"
+
+
+def _cpu() -> str:
+    """The CPU's name and flags (``-march=native`` code must not run on another CPU model)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return sys.platform
+    return "\n".join(
+        dict.fromkeys(line for line in lines if line.startswith(("model name", "flags")))
+    )
+
+
+def _build() -> ctypes.CDLL | None:
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        log.warning("native scan: no C compiler found (gcc, cc, $CC); using the PyTorch loop")
+        return None
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = Path(tempfile.gettempdir()) / f"seqmodels-{os.getuid()}"
+        folder.mkdir(parents=True, exist_ok=True)
+    error = "?"
+    for name, extra, source in (("mvec", _MVEC_FLAGS, MVEC + SOURCE), ("plain", [], SOURCE)):
+        source = "#include <math.h>\n" + source
+        key = hashlib.sha256("\0".join([source, cc, *_FLAGS, *extra, _cpu()]).encode())
+        path = folder / f"scan_{name}_{key.hexdigest()[:16]}.so"
+        if not path.exists():
+            # a name of our own for the source and the output, then one atomic rename
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".c")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(source)
+            out = tmp[:-2] + ".so"
+            cmd = [cc, *_FLAGS, tmp, "-o", out, *extra]
+            result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            os.unlink(tmp)
+            if result.returncode:
+                error = (result.stderr.strip().splitlines() or ["?"])[-1]
+                continue
+            os.replace(out, path)
+            log.info("native scan: built %s", path)
+        try:
+            return _declare(ctypes.CDLL(str(path)))
+        except OSError as err:  # e.g. no libmvec at run time
+            error = str(err)
+    log.warning("native scan: building with %s failed (%s); using the PyTorch loop", cc, error)
+    return None
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    p, n = ctypes.c_void_p, ctypes.c_long
+    for s in SUFFIX.values():
+        getattr(lib, f"affine_fwd_{s}").argtypes = [p, p, p, p, n, n, n, ctypes.c_int]
+        getattr(lib, f"affine_bwd_{s}").argtypes = [p] * 7 + [n, n, n, ctypes.c_int]
+        for cell in ("mingru", "minlstm"):
+            getattr(lib, f"{cell}_fwd_{s}").argtypes = [p, p, p, p, n, n, n]
+            getattr(lib, f"{cell}_bwd_{s}").argtypes = [p] * 9 + [n, n, n]
+    return lib
+
+
+def available() -> bool:
+    """Whether the C kernels are built and loaded (the first call builds them)."""
+    global _lib, _tried
+    if not _tried:
+        _tried = True
+        if os.environ.get("SEQMODELS_NATIVE_SCAN", "1") != "0":
+            _lib = _build()
+    return _lib is not None
+
+
+def supports(*tensors: Tensor) -> bool:
+    """Whether the kernels take these tensors (CPU, float32/float64, built)."""
+    return all(t.device.type == "cpu" and t.dtype in SUFFIX for t in tensors) and available()
+
+
+def kernel(name: str, dtype: torch.dtype):
+    """The C function ``name`` for ``dtype`` (:func:`supports` says whether there is one)."""
+    if not available():
+        raise RuntimeError("the native scan kernels are not built (see the warning above)")
+    return getattr(_lib, f"{name}_{SUFFIX[dtype]}")
+
+
+def _onednn_linear(x: Tensor, weight: Tensor) -> Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """``x W^T`` by oneDNN both ways: ``dx = dy W`` as a linear with ``W^T``, ``dW = dy^T x``."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return _onednn_linear(x, weight)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn_linear(grad, weight.t().contiguous())
+        if ctx.needs_input_grad[1]:
+            grad_w = grad.reshape(-1, grad.size(-1)).t().mm(x.reshape(-1, x.size(-1)))
+        return grad_x, grad_w
+
+
+def project(x: Tensor, weight: Tensor) -> Tensor:
+    """``x W^T`` without a bias, by oneDNN's linear where it runs (faster than the BLAS matmul
+    behind ``F.linear`` on the CPU measured, docs/new-models.md)."""
+    plain = x.dtype == weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    if plain and x.device.type == "cpu" and torch.backends.mkldnn.is_available():
+        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+            return _OneDNNLinear.apply(x, weight)
+        return _onednn_linear(x, weight)
+    return F.linear(x, weight)
+
+
+class MinRNNLayer(torch.autograd.Function):
+    """One min-RNN layer-direction, forward in time: ``pre [B, T, K*H]`` (``x W^T``, no bias),
+    ``bias [K*H]``, ``h0 [B, H]`` -> all states ``h [B, T, H]`` (K = 2 minGRU, 3 minLSTM)."""
+
+    @staticmethod
+    def forward(ctx, pre: Tensor, bias: Tensor, h0: Tensor, cell: str) -> Tensor:
+        pre, bias, h0 = pre.contiguous(), bias.contiguous(), h0.contiguous()
+        (batch, steps, _), hidden = pre.shape, h0.size(-1)
+        h = pre.new_empty(batch, steps, hidden)
+        kernel(f"{cell}_fwd", pre.dtype)(
+            pre.data_ptr(), bias.data_ptr(), h0.data_ptr(), h.data_ptr(), batch, steps, hidden
+        )
+        ctx.cell = cell
+        ctx.save_for_backward(pre, bias, h0, h)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        pre, bias, h0, h = ctx.saved_tensors
+        grad = grad.contiguous()
+        (batch, steps, _), hidden = pre.shape, h0.size(-1)
+        grad_pre, grad_h0 = torch.empty_like(pre), torch.empty_like(h0)
+        grad_bias = torch.zeros(bias.shape, dtype=torch.float64)
+        work = h0.new_empty(hidden + bias.numel())  # the carried gradient, a sum per sequence
+        kernel(f"{ctx.cell}_bwd", pre.dtype)(
+            *(t.data_ptr() for t in (pre, bias, h0, h, grad, grad_pre, grad_bias, grad_h0)),
+            work.data_ptr(),
+            batch,
+            steps,
+            hidden,
+        )
+        return grad_pre, grad_bias.to(bias.dtype), grad_h0, None
+
+
+class AffineScan(torch.autograd.Function):
+    """``h_t = a_t h_{t-1} + b_t`` over ``a, b [B, T, N]``, ``h0 [B, N]`` (``reverse``: from
+    step T down to 1, ``h0`` the state after step T)."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, h0: Tensor, reverse: bool) -> Tensor:
+        a, b, h0 = a.contiguous(), b.contiguous(), h0.contiguous()
+        h = torch.empty_like(b)
+        batch, steps, n = b.shape
+        kernel("affine_fwd", b.dtype)(
+            a.data_ptr(), b.data_ptr(), h0.data_ptr(), h.data_ptr(), batch, steps, n, reverse
+        )
+        ctx.reverse = reverse
+        ctx.save_for_backward(a, h0, h)
+        return h
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        a, h0, h = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_a, grad_b, grad_h0 = torch.empty_like(a), torch.empty_like(h), torch.empty_like(h0)
+        batch, steps, n = h.shape
+        kernel("affine_bwd", h.dtype)(
+            *(t.data_ptr() for t in (a, h0, h, grad, grad_a, grad_b, grad_h0)),
+            batch,
+            steps,
+            n,
+            ctx.reverse,
+        )
+        return grad_a, grad_b, grad_h0, None
