@@ -107,3 +107,36 @@ def test_char_lm_trains_on_a_text_column(tmp_path: Path) -> None:
     with single_thread():
         metrics = train(make_cfg(tmp_path / "run", *overrides))
     assert metrics["test/bpc"] > 0
+
+
+
+@pytest.mark.parametrize("column", ["ner_tags", "intent"])
+def test_a_no_label_id_is_refused_not_read_as_the_last_name(tmp_path: Path, column: str) -> None:
+    """-1 is "no label" in Hugging Face sets (ClassLabel accepts it); Python's negative indexing
+    would read it as the last class."""
+    features = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=NAMES)),
+            "intent": datasets.ClassLabel(names=["travel", "chat"]),
+        }
+    )
+    rows = {"tokens": [["hi", "Anna"]] * 20, "ner_tags": [[0, 1]] * 20, "intent": [0] * 20}
+    test = {"tokens": [["hi", "Bob"]] * 2, "ner_tags": [[0, 1], [0, 1]], "intent": [1, 1]}
+    if column == "ner_tags":
+        test["ner_tags"][1] = [0, -1]
+    else:
+        test["intent"][1] = -1
+    parts = {
+        "train": datasets.Dataset.from_dict(rows, features=features),
+        "test": datasets.Dataset.from_dict(test, features=features),
+    }
+    datasets.DatasetDict(parts).save_to_disk(str(tmp_path / "ds"))
+    dm = HFTaggingDataModule(dataset=str(tmp_path / "ds"), intent_column="intent")
+    count = len(NAMES) if column == "ner_tags" else 2
+    with pytest.raises(DatasetError) as err:
+        dm.setup()
+    assert str(err.value) == (
+        f"{tmp_path / 'ds'}[test] row 2: {column} id -1 is not a class id: "
+        f"there are {count} names (0 to {count - 1}); -1 means no label in Hugging Face sets"
+    )
