@@ -109,7 +109,6 @@ def test_char_lm_trains_on_a_text_column(tmp_path: Path) -> None:
     assert metrics["test/bpc"] > 0
 
 
-
 @pytest.mark.parametrize("column", ["ner_tags", "intent"])
 def test_a_no_label_id_is_refused_not_read_as_the_last_name(tmp_path: Path, column: str) -> None:
     """-1 is "no label" in Hugging Face sets (ClassLabel accepts it); Python's negative indexing
