@@ -315,3 +315,21 @@ def test_a_malformed_snips_file_stops_train_py_with_one_line(tmp_path: Path) -> 
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {path}:3: a Snips utterance must be an object")
 
+
+def test_eval_from_another_folder_finds_relative_data_paths(tmp_path: Path, monkeypatch) -> None:
+    """data.path as typed (relative) is stored absolute, so eval.py rebuilds the split anywhere."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_set(read_set(FIXTURE), tmp_path / "a" / "jsonl", "jsonl")
+    write_jsonl(tmp_path / "a" / "more.jsonl", [{"text": "Anna flies", "intent": "-"}])
+    monkeypatch.chdir(tmp_path / "a")
+    out = tmp_path / "run"
+    overrides = ["data=annotated", "data.path=[jsonl,more.jsonl]", "logger=none", "test=false"]
+    with single_thread():
+        train(make_cfg(out, *overrides, "data.batch_size=2", "trainer.max_epochs=1"))
+    ckpt = out / "checkpoints" / "last.ckpt"
+    stored = torch.load(ckpt, weights_only=True)["config"]["data"]["path"]
+    assert stored == [str(tmp_path / "a" / "jsonl"), str(tmp_path / "a" / "more.jsonl")]
+    monkeypatch.chdir(tmp_path / "b")
+    with single_thread():
+        assert "test/f1" in evaluate(eval_cfg(ckpt, tmp_path / "eval"))

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import make_cfg, single_thread
 
 from seqmodels.commands.train import train
@@ -79,15 +80,19 @@ def test_a_missing_datasets_package_is_one_line_naming_the_extra(monkeypatch) ->
         load("some/set")
 
 
-def test_slot_tagger_trains_on_a_saved_dataset(tmp_path: Path) -> None:
+def test_slot_tagger_trains_on_a_saved_dataset(tmp_path: Path, monkeypatch) -> None:
     folder = tagging_set(tmp_path / "ds")
-    overrides = ["data=hf", f"data.dataset={folder}", "data.intent_column=intent", "logger=none"]
+    monkeypatch.chdir(tmp_path)  # data.dataset=ds: a folder relative to where train.py started
+    overrides = ["data=hf", "data.dataset=ds", "data.intent_column=intent", "logger=none"]
     with single_thread():
         metrics = train(make_cfg(tmp_path / "run", *overrides))
     assert {"test/f1", "test/intent_acc"} <= set(metrics)
+    # The checkpoint's config names the folder absolutely: eval.py finds it from any folder.
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["config"]["data"]["dataset"] == str(folder)
 
 
-def test_char_lm_trains_on_a_text_column(tmp_path: Path) -> None:
+def test_char_lm_trains_on_a_text_column(tmp_path: Path, monkeypatch) -> None:
     lines = [f"line {i}: the quick brown fox jumps over the lazy dog." for i in range(400)]
     ds = datasets.Dataset.from_dict({"content": lines, "n": list(range(400))})
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "ds"))
@@ -100,13 +105,17 @@ def test_char_lm_trains_on_a_text_column(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="column 'n' is not text"):
         HFTextDataModule(dataset=str(tmp_path / "ds"), text_column="n").text_file()
     overrides = [
-        *("task=char_lm", "model=lstm", "data=hf_text", f"data.dataset={tmp_path / 'ds'}"),
+        *("task=char_lm", "model=lstm", "data=hf_text", "data.dataset=ds"),
         *("data.text_column=content", f"data.cache_dir={tmp_path / 'cache'}", "logger=none"),
         *("data.block_size=32", "data.batch_size=8", "data.eval_streams=4", "data.eval_window=32"),
     ]
+    monkeypatch.chdir(tmp_path)
     with single_thread():
         metrics = train(make_cfg(tmp_path / "run", *overrides))
     assert metrics["test/bpc"] > 0
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    stored = torch.load(ckpt, weights_only=True)["config"]["data"]["dataset"]
+    assert stored == str(tmp_path / "ds")
 
 
 @pytest.mark.parametrize("column", ["ner_tags", "intent"])
@@ -139,3 +148,13 @@ def test_a_no_label_id_is_refused_not_read_as_the_last_name(tmp_path: Path, colu
         f"{tmp_path / 'ds'}[test] row 2: {column} id -1 is not a class id: "
         f"there are {count} names (0 to {count - 1}); -1 means no label in Hugging Face sets"
     )
+
+
+def test_a_hub_id_stays_as_it_is(tmp_path: Path, monkeypatch) -> None:
+    from seqmodels.plumbing.config_checks import absolute_data_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = make_cfg(tmp_path / "run", "data=hf", "data.dataset=tner/wnut2017")
+    absolute_data_paths(cfg)
+    assert cfg.data.dataset == "tner/wnut2017"
+
