@@ -158,3 +158,14 @@ def test_a_hub_id_stays_as_it_is(tmp_path: Path, monkeypatch) -> None:
     absolute_data_paths(cfg)
     assert cfg.data.dataset == "tner/wnut2017"
 
+
+def test_too_few_rows_to_hold_out_name_the_dataset_and_the_options(tmp_path: Path) -> None:
+    rows = {"tokens": [["Anna", "sings"]], "ner_tags": [["B-PER", "O"]]}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "one"))
+    with pytest.raises(DatasetError) as err:
+        HFTaggingDataModule(dataset=str(tmp_path / "one")).setup()
+    assert str(err.value) == (
+        f"data.dataset={tmp_path / 'one'}: 1 training examples are too few to hold out 1 for "
+        "valid and 1 for test (data.valid_fraction / data.test_fraction, at least 1 each); give "
+        "more examples, or valid and test examples of their own"
+    )

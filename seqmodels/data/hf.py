@@ -133,7 +133,8 @@ class HFTaggingDataModule(SlotFillingDataModule):
         splits = {split: self.utterances(ds, split) for split, ds in found.items()}
         missing = {s: f for s, f in self.fractions.items() if s not in found}
         if missing:
-            splits.update(held_out(splits["train"], missing, self.seed))
+            source = f"data.dataset={self.dataset}"
+            splits.update(held_out(splits["train"], missing, self.seed, source))
         log.info("%s: %s", self.dataset, ", ".join(f"{s} {len(splits[s])}" for s in SPLITS))
         return splits
 
