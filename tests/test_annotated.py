@@ -220,3 +220,117 @@ def test_conll_round_trip_through_jsonl_is_identical(tmp_path: Path) -> None:
         assert read_conll(tmp_path / "conll2" / f"{split}.txt") == read_conll(
             FIXTURE / f"{split}.txt"
         )
+
+
+SNIPS_BAD = {
+    "body_list": ('{"intents": {\n "greet": []\n}}', 2, "intent 'greet' must be an object"),
+    "utt_str": (
+        '{"intents": {"greet": {"utterances": [\n {"data": [{"text": "hi"}]},\n'
+        ' "hello there"\n]}}}',
+        3,
+        "a Snips utterance must be an object",
+    ),
+    "chunk_str": (
+        '{"intents": {"greet": {"utterances": [\n {"data": [\n  "hi"\n ]}\n]}}}',
+        3,
+        'a Snips chunk must be an object with "text"',
+    ),
+    "chunk_int": (
+        '{"intents": {"greet": {"utterances": [{"data": [\n  {"text": 5}\n]}]}}}',
+        2,
+        'a Snips chunk must be an object with "text"',
+    ),
+    "space_slot": (
+        '{"intents": {"greet": {"utterances": [\n'
+        ' {"data": [{"text": "hi"}, {"text": "  ", "slot_name": "x"}]}\n]}}}',
+        2,
+        "entity [2, 4] x covers only spaces",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SNIPS_BAD)
+def test_a_malformed_snips_file_is_one_error_naming_file_and_line(tmp_path: Path, case) -> None:
+    text, line, message = SNIPS_BAD[case]
+    path = tmp_path / "snips.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DatasetError) as err:
+        read_annotated(path)
+    assert str(err.value).startswith(f"{path}:{line}: {message}"), str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("objects", "message"),
+    [
+        ([{"text": "hi", "entities": "0-2"}], "'entities' must be a list of entities, got \"0-2\""),
+        ([{"text": "hi", "spans": {"start": 0}}], "'spans' must be a list of entities"),
+        (
+            [{"text": "hi there", "tokens": [{"text": ["x"], "start": 0, "end": 2}, "there"]}],
+            "a token's text must be a string",
+        ),
+        (
+            [{"text": "hi  there", "entities": [{"start": 2, "end": 4, "entity": "x"}]}],
+            "entity [2, 4] x covers only spaces: '  '",
+        ),
+    ],
+)
+def test_a_malformed_example_is_refused_not_read_otherwise(
+    tmp_path: Path, objects: list, message: str
+) -> None:
+    path = write_jsonl(tmp_path / "train.jsonl", [{"text": "ok"}, *objects])
+    with pytest.raises(DatasetError) as err:
+        read_annotated(path)
+    assert str(err.value).startswith(f"{path}:2: {message}"), str(err.value)
+
+
+def test_a_non_object_example_in_a_json_list_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "rasa.json"
+    path.write_text(
+        '{"rasa_nlu_data": {"common_examples": [\n  {"text": "hi"},\n  ["hi"]\n]}}',
+        encoding="utf-8",
+    )
+    with pytest.raises(DatasetError, match="an example must be a JSON object, got list") as err:
+        read_annotated(path)
+    assert str(err.value).startswith(f"{path}:3: ")
+    listed = tmp_path / "list.json"
+    listed.write_text('[\n  {"text": "hi"},\n\n  "hello"\n]', encoding="utf-8")
+    with pytest.raises(DatasetError) as err:
+        read_annotated(listed)
+    assert str(err.value).startswith(f"{listed}:4: an example must be a JSON object, got string")
+
+
+def test_a_utf8_bom_is_read(tmp_path: Path) -> None:
+    for name, body in [("a.jsonl", '{"text": "hi there"}\n'), ("b.json", json.dumps(RASA))]:
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+        utterances, _ = read_annotated(path)
+        assert utterances[0].words[0] in ("hi", "Flights")
+
+
+def test_a_malformed_snips_file_stops_train_py_with_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "snips.json"
+    path.write_text(SNIPS_BAD["utt_str"][0], encoding="utf-8")
+    result = run_train_cli("data=annotated", f"data.path={path}", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {path}:3: a Snips utterance must be an object")
+
+
+def test_eval_from_another_folder_finds_relative_data_paths(tmp_path: Path, monkeypatch) -> None:
+    """data.path as typed (relative) is stored absolute, so eval.py rebuilds the split anywhere."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_set(read_set(FIXTURE), tmp_path / "a" / "jsonl", "jsonl")
+    write_jsonl(tmp_path / "a" / "more.jsonl", [{"text": "Anna flies", "intent": "-"}])
+    monkeypatch.chdir(tmp_path / "a")
+    out = tmp_path / "run"
+    overrides = ["data=annotated", "data.path=[jsonl,more.jsonl]", "logger=none", "test=false"]
+    with single_thread():
+        train(make_cfg(out, *overrides, "data.batch_size=2", "trainer.max_epochs=1"))
+    ckpt = out / "checkpoints" / "last.ckpt"
+    stored = torch.load(ckpt, weights_only=True)["config"]["data"]["path"]
+    assert stored == [str(tmp_path / "a" / "jsonl"), str(tmp_path / "a" / "more.jsonl")]
+    monkeypatch.chdir(tmp_path / "b")
+    with single_thread():
+        assert "test/f1" in evaluate(eval_cfg(ckpt, tmp_path / "eval"))

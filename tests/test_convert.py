@@ -72,3 +72,12 @@ def test_a_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
         result.stderr == f"error: {bad}:2: entity [0, 5] c lies outside the text (1 characters)\n"
     )
     assert not (tmp_path / "out.txt").exists()
+
+
+def test_a_malformed_snips_file_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    bad = tmp_path / "snips.json"
+    bad.write_text('{"intents": {"greet": {"utterances": [\n {"data": []},\n "hi there"\n]}}}')
+    result = convert(str(bad), str(tmp_path / "out.txt"), "--to", "conll", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: {bad}:3: a Snips utterance must be an object")
+    assert "Traceback" not in result.stderr

@@ -13,7 +13,13 @@ from hydra import compose, initialize_config_dir
 
 from seqmodels.commands.generate import SEPARATOR, generate
 from seqmodels.commands.train import CONFIG_DIR, train
-from seqmodels.nets.sampler import CharSampler, UnknownCharactersError, next_token_probs
+from seqmodels.core.errors import ConfigError
+from seqmodels.nets.sampler import (
+    CharSampler,
+    UnknownCharactersError,
+    check_options,
+    next_token_probs,
+)
 from seqmodels.tasks import CharLM
 
 VOCAB = list("\n !',.:;?abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -125,3 +131,16 @@ def test_top_k_and_top_p_restrict_the_choice() -> None:
     assert next_token_probs(logits, 0.0).tolist() == [1.0, 0.0, 0.0, 0.0]
     flat = next_token_probs(logits, 100.0)
     assert flat.max() - flat.min() < 0.01  # high temperature: close to uniform
+
+
+@pytest.mark.parametrize("temperature", [1e-300, 1e-45, 1e-7])
+def test_a_temperature_near_zero_is_refused_and_never_gives_nan(temperature: float) -> None:
+    """logits / 1e-300 overflows to inf, and softmax then gives nan (multinomial: a traceback)."""
+    logits = torch.tensor([2.0, 5.0, -1.0, 4.9])
+    with pytest.raises(ConfigError, match=r"0 \(greedy\) or at least 1e-06"):
+        check_options(temperature, None, None, 5)
+    probs = next_token_probs(logits, temperature)  # called directly: greedy
+    assert probs.tolist() == [0.0, 1.0, 0.0, 0.0]
+    probs = next_token_probs(logits * 1e32, 1e-6)  # the overflow at the minimum
+    assert torch.isfinite(probs).all() and probs.tolist() == [0.0, 1.0, 0.0, 0.0]
+    assert next_token_probs(logits, 1e-6).tolist() == [0.0, 1.0, 0.0, 0.0]

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import make_cfg, single_thread
 
 from seqmodels.commands.train import train
@@ -79,15 +80,19 @@ def test_a_missing_datasets_package_is_one_line_naming_the_extra(monkeypatch) ->
         load("some/set")
 
 
-def test_slot_tagger_trains_on_a_saved_dataset(tmp_path: Path) -> None:
+def test_slot_tagger_trains_on_a_saved_dataset(tmp_path: Path, monkeypatch) -> None:
     folder = tagging_set(tmp_path / "ds")
-    overrides = ["data=hf", f"data.dataset={folder}", "data.intent_column=intent", "logger=none"]
+    monkeypatch.chdir(tmp_path)  # data.dataset=ds: a folder relative to where train.py started
+    overrides = ["data=hf", "data.dataset=ds", "data.intent_column=intent", "logger=none"]
     with single_thread():
         metrics = train(make_cfg(tmp_path / "run", *overrides))
     assert {"test/f1", "test/intent_acc"} <= set(metrics)
+    # The checkpoint's config names the folder absolutely: eval.py finds it from any folder.
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["config"]["data"]["dataset"] == str(folder)
 
 
-def test_char_lm_trains_on_a_text_column(tmp_path: Path) -> None:
+def test_char_lm_trains_on_a_text_column(tmp_path: Path, monkeypatch) -> None:
     lines = [f"line {i}: the quick brown fox jumps over the lazy dog." for i in range(400)]
     ds = datasets.Dataset.from_dict({"content": lines, "n": list(range(400))})
     datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "ds"))
@@ -100,10 +105,67 @@ def test_char_lm_trains_on_a_text_column(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="column 'n' is not text"):
         HFTextDataModule(dataset=str(tmp_path / "ds"), text_column="n").text_file()
     overrides = [
-        *("task=char_lm", "model=lstm", "data=hf_text", f"data.dataset={tmp_path / 'ds'}"),
+        *("task=char_lm", "model=lstm", "data=hf_text", "data.dataset=ds"),
         *("data.text_column=content", f"data.cache_dir={tmp_path / 'cache'}", "logger=none"),
         *("data.block_size=32", "data.batch_size=8", "data.eval_streams=4", "data.eval_window=32"),
     ]
+    monkeypatch.chdir(tmp_path)
     with single_thread():
         metrics = train(make_cfg(tmp_path / "run", *overrides))
     assert metrics["test/bpc"] > 0
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    stored = torch.load(ckpt, weights_only=True)["config"]["data"]["dataset"]
+    assert stored == str(tmp_path / "ds")
+
+
+@pytest.mark.parametrize("column", ["ner_tags", "intent"])
+def test_a_no_label_id_is_refused_not_read_as_the_last_name(tmp_path: Path, column: str) -> None:
+    """-1 is "no label" in Hugging Face sets (ClassLabel accepts it); Python's negative indexing
+    would read it as the last class."""
+    features = datasets.Features(
+        {
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=NAMES)),
+            "intent": datasets.ClassLabel(names=["travel", "chat"]),
+        }
+    )
+    rows = {"tokens": [["hi", "Anna"]] * 20, "ner_tags": [[0, 1]] * 20, "intent": [0] * 20}
+    test = {"tokens": [["hi", "Bob"]] * 2, "ner_tags": [[0, 1], [0, 1]], "intent": [1, 1]}
+    if column == "ner_tags":
+        test["ner_tags"][1] = [0, -1]
+    else:
+        test["intent"][1] = -1
+    parts = {
+        "train": datasets.Dataset.from_dict(rows, features=features),
+        "test": datasets.Dataset.from_dict(test, features=features),
+    }
+    datasets.DatasetDict(parts).save_to_disk(str(tmp_path / "ds"))
+    dm = HFTaggingDataModule(dataset=str(tmp_path / "ds"), intent_column="intent")
+    count = len(NAMES) if column == "ner_tags" else 2
+    with pytest.raises(DatasetError) as err:
+        dm.setup()
+    assert str(err.value) == (
+        f"{tmp_path / 'ds'}[test] row 2: {column} id -1 is not a class id: "
+        f"there are {count} names (0 to {count - 1}); -1 means no label in Hugging Face sets"
+    )
+
+
+def test_a_hub_id_stays_as_it_is(tmp_path: Path, monkeypatch) -> None:
+    from seqmodels.plumbing.config_checks import absolute_data_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = make_cfg(tmp_path / "run", "data=hf", "data.dataset=tner/wnut2017")
+    absolute_data_paths(cfg)
+    assert cfg.data.dataset == "tner/wnut2017"
+
+
+def test_too_few_rows_to_hold_out_name_the_dataset_and_the_options(tmp_path: Path) -> None:
+    rows = {"tokens": [["Anna", "sings"]], "ner_tags": [["B-PER", "O"]]}
+    datasets.Dataset.from_dict(rows).save_to_disk(str(tmp_path / "one"))
+    with pytest.raises(DatasetError) as err:
+        HFTaggingDataModule(dataset=str(tmp_path / "one")).setup()
+    assert str(err.value) == (
+        f"data.dataset={tmp_path / 'one'}: 1 training examples are too few to hold out 1 for "
+        "valid and 1 for test (data.valid_fraction / data.test_fraction, at least 1 each); give "
+        "more examples, or valid and test examples of their own"
+    )

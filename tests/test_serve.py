@@ -166,6 +166,8 @@ def test_a_hundred_concurrent_requests_are_all_answered(tagger_server) -> None:
         (b'{"text": "hi"', "/model/parse", "POST", 400, "the body is not JSON"),
         (b"", "/model/parse", "POST", 400, "the body is not JSON"),
         (b'["hi"]', "/model/parse", "POST", 400, "must be a JSON object"),
+        (b'{"text": "\\ud800"}', "/model/parse", "POST", 400, "lone surrogate '\\ud800' at"),
+        (b'{"text": "a\\udc80b"}', "/model/parse", "POST", 400, "lone surrogate '\\udc80' at"),
         (json.dumps({"text": "a" * 201}).encode(), "/model/parse", "POST", 413, "the limit is 200"),
         (b'{"prompt": "a"}', "/generate", "POST", 400, "needs a char-LM checkpoint"),
         (None, "/model/parse", "GET", 405, "Method Not Allowed"),
@@ -180,6 +182,34 @@ def test_malformed_requests_get_a_4xx_json_answer(
     assert got == status
     assert answer["status"] == "failure" and answer["code"] == status
     assert message in answer["message"]
+
+
+@pytest.fixture(scope="module")
+def lm_server(lm_ckpt: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    with server(lm_ckpt) as running:
+        yield running
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"seed": 2**64}, "seed must be a whole number in [0, 2**64), got 18446744073709551616"),
+        ({"seed": -1}, "seed must be a whole number in [0, 2**64)"),
+        ({"seed": 1.5}, "seed must be a whole number"),
+        ({"temperature": 1e-300}, "temperature must be a number >= 0: 0 (greedy) or at least"),
+        ({"temperature": 1e-45}, "temperature must be a number >= 0: 0 (greedy) or at least"),
+        ({"prompt": "a\ud800b"}, "\"prompt\" holds a lone surrogate '\\ud800' at character 1"),
+    ],
+)
+def test_malformed_generate_requests_get_a_4xx_json_answer(
+    lm_server, body: dict, message: str
+) -> None:
+    url, process = lm_server
+    raw = json.dumps({"prompt": "the ", "length": 5, **body}).encode()
+    status, answer = request(f"{url}/generate", raw)
+    assert (status, answer["status"], answer["code"]) == (400, "failure", 400), answer
+    assert message in answer["message"]
+    assert process.poll() is None
 
 
 def test_generate_draws_what_generate_py_draws(lm_ckpt: Path) -> None:

@@ -47,10 +47,23 @@ CASES: list[tuple[str, list[str], str]] = [
     ("generate.py", ["ckpt_path={lm}", "top_p=2"], "top_p must be a number in (0, 1]"),
     ("generate.py", ["ckpt_path={sf}"], "is a task=slot_filling checkpoint"),
     ("generate.py", ["ckpt_path={lm}", "foo=1"], "foo=1: the config has no option 'foo'"),
+    ("generate.py", ["ckpt_path={lm}", "temperature=1e-300"], "0 (greedy) or at least 1e-06"),
+    ("generate.py", ["ckpt_path={lm}", "seed=18446744073709551616"], "seed must be a whole"),
+    ("generate.py", ["ckpt_path={lm}", "device=gpu"], "device must be a torch device"),
+    ("generate.py", ["ckpt_path={lm}", "device=cuda:99"], "device=cuda:99: "),
+    ("generate.py", ["ckpt_path={lm}", "num_threads=-3"], "num_threads must be a whole number"),
+    # serve.py (its options are checked before fastapi or uvicorn is imported)
+    ("serve.py", ["ckpt_path={lm}", "device=gpu"], "device must be a torch device"),
+    ("serve.py", ["ckpt_path={lm}", "device=cuda:99"], "device=cuda:99: "),
+    ("serve.py", ["ckpt_path={lm}", "num_threads=-3"], "num_threads must be a whole number >= 1"),
+    ("serve.py", ["ckpt_path={lm}", "port=-1"], "port must be a whole number in [0, 65535]"),
+    ("serve.py", ["ckpt_path={lm}", "max_length=0"], "max_length must be a whole number in [1,"),
     # tag.py
     ("tag.py", ["text=hello"], "ckpt_path is required"),
     ("tag.py", ["ckpt_path={lm}", "text=hello"], "is a task=char_lm checkpoint"),
     ("tag.py", ["ckpt_path={tmp}", "text=hello"], "ckpt_path={tmp} is a folder"),
+    ("tag.py", ["ckpt_path={sf}", "text=hello", "device=gpu"], "device must be a torch device"),
+    ("tag.py", ["ckpt_path={sf}", "text=hello", "num_threads=0"], "num_threads must be a whole"),
     # report.py (argparse, no Hydra)
     ("report.py", ["{tmp}"], "{tmp} holds no training runs"),
     ("report.py", ["{lm}"], "last.ckpt is not a folder"),

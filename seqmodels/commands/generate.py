@@ -21,8 +21,14 @@ from omegaconf import DictConfig
 from seqmodels.core.errors import ConfigError, errors_reported
 from seqmodels.data.text_codec import TextCodec
 from seqmodels.nets import load_net
-from seqmodels.nets.sampler import CharSampler, check_options, is_int
-from seqmodels.plumbing.cli import CONFIG_DIR, check_ckpt_path, one_line_errors
+from seqmodels.nets.sampler import CharSampler, check_options, check_seed, is_int
+from seqmodels.plumbing.cli import (
+    CONFIG_DIR,
+    check_ckpt_path,
+    check_device,
+    check_num_threads,
+    one_line_errors,
+)
 from seqmodels.plumbing.quick_start import quick_main
 
 log = logging.getLogger(__name__)
@@ -39,24 +45,13 @@ def check_generate_options(cfg: DictConfig) -> None:
     check_options(cfg.temperature, cfg.top_k, cfg.top_p, cfg.length)
     if not is_int(cfg.num_samples) or cfg.num_samples < 1:
         raise ConfigError(f"num_samples must be a whole number >= 1, got {cfg.num_samples!r}")
-    if cfg.seed is not None and not is_int(cfg.seed):
-        raise ConfigError(f"seed must be a whole number or null (random), got {cfg.seed!r}")
+    if cfg.seed is not None:
+        check_seed(cfg.seed, " or null (random)")
     if not isinstance(cfg.prompt, str):  # Hydra reads prompt=42 as a number
         quoted = f"\"prompt='{cfg.prompt}'\""
         raise ConfigError(f"prompt must be text, got {cfg.prompt!r}; quote it for Hydra: {quoted}")
-    threads = cfg.get("num_threads")
-    if threads is not None and (not is_int(threads) or threads < 0):
-        raise ConfigError(
-            f"num_threads must be a whole number >= 1 (0 or null: torch's default), got {threads!r}"
-        )
-    try:
-        device = torch.device(cfg.device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(
-            f"device must be a torch device such as cpu or cuda, got {cfg.device!r}"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={cfg.device}: no CUDA GPU is available here; use device=cpu")
+    check_num_threads(cfg.get("num_threads"))
+    check_device(cfg.device)
 
 
 def generate(cfg: DictConfig, out: TextIO | None = None) -> list[str]:

@@ -29,8 +29,14 @@ from seqmodels.core.checkpoints import read_checkpoint, task_name
 from seqmodels.core.errors import ConfigError, UserError, errors_reported
 from seqmodels.data.text_codec import TextCodec
 from seqmodels.nets import load_net
-from seqmodels.nets.sampler import CharSampler, check_options, is_int
-from seqmodels.plumbing.cli import CONFIG_DIR, check_ckpt_path, one_line_errors
+from seqmodels.nets.sampler import CharSampler, check_options, check_seed, is_int
+from seqmodels.plumbing.cli import (
+    CONFIG_DIR,
+    check_ckpt_path,
+    check_device,
+    check_num_threads,
+    one_line_errors,
+)
 from seqmodels.plumbing.quick_start import quick_main
 
 log = logging.getLogger(__name__)
@@ -125,6 +131,15 @@ def text_of(body: dict[str, Any], key: str, limit: int, default: str | None = No
         raise RequestError(400, f'"{key}" is empty')
     if len(value) > limit:
         raise RequestError(413, f'"{key}" has {len(value)} characters; the limit is {limit}')
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:  # a lone surrogate ("\ud800" in the JSON): not text
+        bad = value[err.start]
+        raise RequestError(
+            400,
+            f'"{key}" holds a lone surrogate {ascii(bad)} at character {err.start}, which is not '
+            "Unicode text; send UTF-8 text (a character outside the BMP as a surrogate pair)",
+        ) from None
     return value
 
 
@@ -141,9 +156,8 @@ def generate_options(body: dict[str, Any], limit: int, max_length: int) -> dict[
     length = options["length"]
     if not is_int(length) or not 1 <= length <= max_length:
         raise RequestError(400, f'"length" must be a whole number in [1, {max_length}]')
-    if not is_int(options["seed"]):
-        raise RequestError(400, f'"seed" must be a whole number, got {options["seed"]!r}')
     try:
+        check_seed(options["seed"])
         check_options(options["temperature"], options["top_k"], options["top_p"], length)
     except ConfigError as err:
         raise RequestError(400, str(err)) from None
@@ -210,12 +224,18 @@ def create_app(served: Served, max_text_chars: int = 10_000, max_length: int = 2
 
 
 def check_serve_options(cfg: DictConfig) -> None:
-    for option in ("port", "max_text_chars", "max_length"):
+    """Refuse any option serve.py cannot use before the checkpoint is read, naming it."""
+    port = cfg.get("port")
+    if not is_int(port) or not 0 <= port <= 65535:
+        raise ConfigError(
+            f"port must be a whole number in [0, 65535] (0: any free one), got {port!r}"
+        )
+    for option in ("max_text_chars", "max_length"):
         value = cfg.get(option)
-        if not is_int(value) or value < (0 if option == "port" else 1) or value > 2**31:
-            raise ConfigError(f"{option} must be a whole number >= 1, got {value!r}")
-    if cfg.port > 65535:
-        raise ConfigError(f"port must be in [0, 65535], got {cfg.port}")
+        if not is_int(value) or not 1 <= value <= 2**31:
+            raise ConfigError(f"{option} must be a whole number in [1, 2**31], got {value!r}")
+    check_device(cfg.get("device"))
+    check_num_threads(cfg.get("num_threads"))
 
 
 def serve(cfg: DictConfig) -> None:

@@ -31,7 +31,13 @@ from seqmodels.data.raw_text import RawTextTokenizer, Token
 from seqmodels.data.vocab import UNK, Vocab
 from seqmodels.data.word_forms import word_form
 from seqmodels.nets import SlotTaggerNet, load_net
-from seqmodels.plumbing.cli import CONFIG_DIR, check_ckpt_path, one_line_errors
+from seqmodels.plumbing.cli import (
+    CONFIG_DIR,
+    check_ckpt_path,
+    check_device,
+    check_num_threads,
+    one_line_errors,
+)
 from seqmodels.plumbing.quick_start import quick_main
 
 log = logging.getLogger(__name__)
@@ -193,6 +199,8 @@ def check_options(cfg: DictConfig) -> None:
         raise ConfigError(f"batch_size must be a whole number >= 1, got {cfg.batch_size!r}")
     if cfg.batch_size < 1:
         raise ConfigError(f"batch_size must be a whole number >= 1, got {cfg.batch_size!r}")
+    check_device(cfg.device)
+    check_num_threads(cfg.get("num_threads"))
 
 
 def tag(

@@ -23,7 +23,7 @@ from seqmodels.callbacks import SaveRunConfig
 from seqmodels.core.checkpoints import check_last_exists, check_resumable
 from seqmodels.core.errors import errors_reported
 from seqmodels.plumbing.cli import CONFIG_DIR, one_line_errors
-from seqmodels.plumbing.config_checks import ConfigError, check_config
+from seqmodels.plumbing.config_checks import ConfigError, absolute_data_paths, check_config
 from seqmodels.plumbing.quiet import silence_third_party_noise
 from seqmodels.plumbing.tensorboard_view import (
     run_hparams,
@@ -129,6 +129,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg)
     if cfg.get("ckpt_path") == "last":
         check_last_exists(cfg.paths.output_dir)
+    absolute_data_paths(cfg)  # before the config goes into the checkpoints
     if cfg.get("num_threads"):
         torch.set_num_threads(cfg.num_threads)
     if cfg.get("seed") is not None:

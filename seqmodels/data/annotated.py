@@ -67,7 +67,8 @@ class AnnotatedDataModule(SlotFillingDataModule):
                 skipped += empty
         missing = {s: f for s, f in self.fractions.items() if not files[s]}
         if missing:
-            splits.update(held_out(splits["train"], missing, self.seed))
+            source = f"data.path={','.join(map(str, self.paths))}"
+            splits.update(held_out(splits["train"], missing, self.seed, source))
         for split in SPLITS:
             if not splits[split]:
                 raise DatasetError(f"{', '.join(map(str, files[split]))}: no {split} example")

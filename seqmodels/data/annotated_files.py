@@ -60,19 +60,50 @@ class LinedDict(dict):
     line = 0
 
 
+class LinedList(list):
+    """A JSON array that knows the line its ``[`` is on and the line each item starts on."""
+
+    line = 0
+    lines: list[int] = []
+
+
+def line_of(value: Any, parent: Any = None, index: int = 0) -> int:
+    """The line ``value`` starts on: its own (an object, an array), else its place in ``parent``."""
+    if isinstance(value, (LinedDict, LinedList)):
+        return value.line
+    lines = getattr(parent, "lines", None)
+    return lines[index] if lines and index < len(lines) else getattr(parent, "line", 0)
+
+
 def load_json(path: Path) -> Any:
     """A JSON file's value; each object a :class:`LinedDict` carrying its line number."""
     text = read_text(path)
     newlines = [m.start() for m in re.finditer("\n", text)]
     decoder = json.JSONDecoder()
 
+    def line(index: int) -> int:
+        return bisect.bisect_right(newlines, index) + 1
+
     def parse_object(s_and_end: tuple[str, int], *args: Any) -> tuple[dict, int]:
         obj, end = json.decoder.JSONObject(s_and_end, *args)
         lined = LinedDict(obj)
-        lined.line = bisect.bisect_right(newlines, s_and_end[1] - 1) + 1
+        lined.line = line(s_and_end[1] - 1)
         return lined, end
 
-    decoder.parse_object = parse_object  # the pure-Python scanner calls it (the C one does not)
+    def parse_array(s_and_end: tuple[str, int], scan_once: Any) -> tuple[list, int]:
+        starts: list[int] = []
+
+        def scan(string: str, index: int) -> Any:
+            starts.append(index)  # where each item begins (after the whitespace)
+            return scan_once(string, index)
+
+        items, end = json.decoder.JSONArray(s_and_end, scan)
+        lined = LinedList(items)
+        lined.line, lined.lines = line(s_and_end[1] - 1), [line(i) for i in starts]
+        return lined, end
+
+    # The pure-Python scanner calls these two (the C one does not).
+    decoder.parse_object, decoder.parse_array = parse_object, parse_array
     decoder.scan_once = json.scanner.py_make_scanner(decoder)
     try:
         return decoder.decode(text)
@@ -91,10 +122,18 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def kind(value: Any) -> str:
+    """The JSON kind of a value, for messages: object, list, string, ..."""
+    kinds = ((dict, "object"), (list, "list"), (str, "string"), (bool, "boolean"))
+    if value is None:
+        return "null"
+    return next((name for cls, name in kinds if isinstance(value, cls)), "number")
+
+
 def read_tokens(raw: Any, text: str, where: str) -> list[Token]:
     """``tokens`` as given: objects with text, start and end, or strings located in order."""
     if not isinstance(raw, list):
-        raise DatasetError(f"{where}: tokens must be a list, got {type(raw).__name__}")
+        raise DatasetError(f"{where}: tokens must be a list, got {kind(raw)}")
     tokens: list[Token] = []
     position = 0
     for item in raw:
@@ -105,7 +144,9 @@ def read_tokens(raw: Any, text: str, where: str) -> list[Token]:
             token = Token(item, start, start + len(item))
         elif isinstance(item, dict) and is_int(item.get("start")) and is_int(item.get("end")):
             form = item.get("text", text[item["start"] : item["end"]])
-            token = Token(str(form), item["start"], item["end"])
+            if not isinstance(form, str):
+                raise DatasetError(f"{where}: a token's text must be a string: {item}")
+            token = Token(form, item["start"], item["end"])
         else:
             raise DatasetError(f"{where}: a token must be a string or {{text, start, end}}: {item}")
         if not position <= token.start < token.end <= len(text):
@@ -141,7 +182,7 @@ def read_span(item: Any, where: str) -> tuple[int, int, str, str | None]:
 def example_of(obj: Any, where: str) -> Example | None:
     """The example of one JSON object (None for a Prodigy answer to skip)."""
     if not isinstance(obj, dict):
-        raise DatasetError(f"{where}: an example must be a JSON object, got {type(obj).__name__}")
+        raise DatasetError(f"{where}: an example must be a JSON object, got {kind(obj)}")
     if obj.get("answer") in SKIPPED_ANSWERS:
         return None
     text = obj.get("text")
@@ -153,6 +194,16 @@ def example_of(obj: Any, where: str) -> Example | None:
     intent = NO_LABEL if intent is None else intent
     if not isinstance(intent, str) or not intent.strip():
         raise DatasetError(f"{where}: intent must be a non-empty string, got {intent!r}")
+    for key in SPAN_KEYS:
+        value = obj.get(key)
+        if (
+            value is not None
+            and not isinstance(value, list)
+            and not (key == "label" and isinstance(value, str))
+        ):
+            raise DatasetError(
+                f"{where}: {key!r} must be a list of entities, got {json.dumps(value)[:80]}"
+            )
     raw = next((obj[k] for k in SPAN_KEYS if isinstance(obj.get(k), list)), [])
     spans = []
     for item in raw:
@@ -170,8 +221,9 @@ def example_of(obj: Any, where: str) -> Example | None:
         covered = text[start:end]
         start += len(covered) - len(covered.lstrip())
         end -= len(covered) - len(covered.rstrip())
-        if start < end:
-            spans.append((start, end, label))
+        if start >= end:
+            raise DatasetError(f"{where}: entity {span} covers only spaces: {covered!r}")
+        spans.append((start, end, label))
     tokens = read_tokens(obj["tokens"], text, where) if obj.get("tokens") is not None else None
     return Example(text, intent.strip(), sorted(spans), tokens, where)
 
@@ -208,13 +260,33 @@ def snips_nlu_examples(data: dict, path: Path) -> list[Example]:
     """Snips NLU's dataset: each utterance's chunks joined, slot chunks as entity spans."""
     examples = []
     for intent, body in data["intents"].items():
-        for utterance in body.get("utterances", []):
-            where = f"{path}:{getattr(utterance, 'line', 0)}"
+        where = f"{path}:{line_of(body, data['intents'])}"
+        if not isinstance(body, dict):
+            raise DatasetError(
+                f'{where}: intent {intent!r} must be an object with "utterances", got {kind(body)}'
+            )
+        utterances = body.get("utterances", [])
+        if not isinstance(utterances, list):
+            raise DatasetError(f'{where}: intent {intent!r}: "utterances" must be a list')
+        for index, utterance in enumerate(utterances):
+            where = f"{path}:{line_of(utterance, utterances, index)}"
+            if not isinstance(utterance, dict) or not isinstance(utterance.get("data", []), list):
+                raise DatasetError(
+                    f'{where}: a Snips utterance must be an object {{"data": [chunks]}}, '
+                    f"got {json.dumps(utterance)[:80]}"
+                )
             text, spans = "", []
-            for chunk in utterance.get("data", []):
-                piece = chunk.get("text", "")
+            chunks_ = utterance.get("data", [])
+            for position, chunk in enumerate(chunks_):
+                at = f"{path}:{line_of(chunk, chunks_, position)}"
+                if not isinstance(chunk, dict) or not isinstance(chunk.get("text"), str):
+                    raise DatasetError(
+                        f'{at}: a Snips chunk must be an object with "text" (a string), '
+                        f"got {json.dumps(chunk)[:80]}"
+                    )
+                piece = chunk["text"]
                 label = chunk.get("slot_name") or chunk.get("entity")
-                if label and piece.strip():
+                if label and piece:  # a slot on spaces alone is refused by example_of
                     spans.append([len(text), len(text) + len(piece), label])
                 text += piece
             obj = {"text": text, "intent": intent, "entities": spans}
@@ -250,7 +322,7 @@ def read_examples(path: str | Path) -> list[Example]:
             f'{path}: expected Rasa NLU JSON ({{"rasa_nlu_data": ...}}), a Snips NLU dataset '
             "or a list of examples"
         )
-    examples = [example_of(obj, f"{path}:{getattr(obj, 'line', 0)}") for obj in data]
+    examples = [example_of(obj, f"{path}:{line_of(obj, data, i)}") for i, obj in enumerate(data)]
     return [e for e in examples if e is not None]
 
 

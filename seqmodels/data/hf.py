@@ -71,6 +71,17 @@ def label_names(feature: Any) -> list[str] | None:
     return list(feature.names) if hasattr(feature, "names") else None
 
 
+def name_of(names: list[str], value: Any, where: str, row: int, column: str) -> str:
+    """``names[value]`` for a ClassLabel id; -1 (no label) or any other id outside the names is
+    an error (Python would read a negative id from the end)."""
+    if isinstance(value, int) and 0 <= value < len(names):
+        return names[value]
+    raise DatasetError(
+        f"{where} row {row}: {column} id {value!r} is not a class id: there are {len(names)} "
+        f"names (0 to {len(names) - 1}); -1 means no label in Hugging Face sets"
+    )
+
+
 class HFTaggingDataModule(SlotFillingDataModule):
     """Token classification from a Hugging Face dataset, as slot-filling utterances."""
 
@@ -122,7 +133,8 @@ class HFTaggingDataModule(SlotFillingDataModule):
         splits = {split: self.utterances(ds, split) for split, ds in found.items()}
         missing = {s: f for s, f in self.fractions.items() if s not in found}
         if missing:
-            splits.update(held_out(splits["train"], missing, self.seed))
+            source = f"data.dataset={self.dataset}"
+            splits.update(held_out(splits["train"], missing, self.seed, source))
         log.info("%s: %s", self.dataset, ", ".join(f"{s} {len(splits[s])}" for s in SPLITS))
         return splits
 
@@ -143,7 +155,10 @@ class HFTaggingDataModule(SlotFillingDataModule):
         utterances, opened_by_i = [], 0
         for row, example in enumerate(ds, start=1):
             words = [str(w) for w in example[self.tokens_column]]
-            tags = [tag_names[t] if tag_names else str(t) for t in example[tags_column]]
+            tags = [
+                name_of(tag_names, t, where, row, tags_column) if tag_names else str(t)
+                for t in example[tags_column]
+            ]
             if len(words) != len(tags):
                 raise DatasetError(
                     f"{where} row {row}: {len(tags)} tags ({tags_column}) for {len(words)} tokens"
@@ -157,7 +172,10 @@ class HFTaggingDataModule(SlotFillingDataModule):
             intent = NO_LABEL
             if self.intent_column:
                 value = example[self.intent_column]
-                intent = intent_names[value] if intent_names else str(value)
+                if intent_names:
+                    intent = name_of(intent_names, value, where, row, self.intent_column)
+                else:
+                    intent = str(value)
             utterances.append(Utterance(words, fixed, intent))
         if opened_by_i:
             log.warning("%s: %d rows open chunks with I- (IOB1); read as B-", where, opened_by_i)

@@ -53,16 +53,21 @@ def files_by_split(paths: Sequence[Path]) -> dict[str, list[Path]]:
 
 
 def held_out(
-    train: list[Utterance], fractions: dict[str, float], seed: int
+    train: list[Utterance], fractions: dict[str, float], seed: int, source: str = "the data"
 ) -> dict[str, list[Utterance]]:
-    """``train`` shuffled with ``seed`` and cut: the held-out splits (by fraction) and the rest."""
+    """``train`` shuffled with ``seed`` and cut: the held-out splits (by fraction) and the rest.
+
+    ``source`` names the data in an error (``data.dataset=my_folder``)."""
     order = list(range(len(train)))
     random.Random(seed).shuffle(order)
     sizes = {split: max(1, round(len(train) * f)) for split, f in fractions.items()}
     if sum(sizes.values()) >= len(train):
+        held = " and ".join(f"{n} for {split}" for split, n in sizes.items())
+        options = " / ".join(f"data.{split}_fraction" for split in sizes)
         raise DatasetError(
-            f"{len(train)} training examples are too few to hold out "
-            + " and ".join(f"{n} for {split}" for split, n in sizes.items())
+            f"{source}: {len(train)} training examples are too few to hold out {held} "
+            f"({options}, at least 1 each); give more examples, or {' and '.join(sizes)} "
+            "examples of their own"
         )
     parts, begin = {}, 0
     for split, size in sizes.items():

@@ -10,6 +10,8 @@ from seqmodels.data.download import DatasetError
 def read_text(path: str | Path, hint: str = "") -> str:
     """The whole file as text; refuses a missing, non-UTF-8 or empty (whitespace-only) file.
 
+    A UTF-8 byte order mark (which Windows tools write) is dropped, as ``utf-8-sig`` reads it.
+
     ``hint`` (how to provide the file) is added to the message when the file is missing.
     """
     path = Path(path).expanduser()
@@ -19,7 +21,7 @@ def read_text(path: str | Path, hint: str = "") -> str:
         raise DatasetError(f"{path} is not a file" + (f"; {hint}" if hint else ""))
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
         raise DatasetError(
             f"{path} is not UTF-8 text: invalid byte 0x{raw[err.start]:02x} at byte offset "

@@ -33,10 +33,32 @@ def is_number(value: Any) -> bool:
     return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
+# The smallest temperature above 0 the options take: logits / T overflows to inf (softmax: nan)
+# for T near the smallest floats, and long before that all the mass is on the top token.
+# next_token_probs, called directly, samples greedily below it.
+MIN_TEMPERATURE = 1e-6
+
+
+def is_greedy(temperature: float) -> bool:
+    """Whether ``temperature`` samples greedily (0, or below :data:`MIN_TEMPERATURE`)."""
+    return temperature < MIN_TEMPERATURE
+
+
+def check_seed(seed: Any, also: str = "") -> None:
+    """A seed ``torch.Generator.manual_seed`` takes: a whole number in [0, 2**64).
+
+    ``also`` names what else the caller takes (``" or null (random)"``)."""
+    if not is_int(seed) or not 0 <= seed < 2**64:
+        raise ConfigError(f"seed must be a whole number in [0, 2**64){also}, got {seed!r}")
+
+
 def check_options(temperature: Any, top_k: Any, top_p: Any, length: Any) -> None:
     """Refuse option values that cannot be sampled with, naming the option and what it takes."""
-    if not is_number(temperature) or temperature < 0:
-        raise ConfigError(f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}")
+    if not is_number(temperature) or temperature < 0 or 0 < temperature < MIN_TEMPERATURE:
+        raise ConfigError(
+            f"temperature must be a number >= 0: 0 (greedy) or at least {MIN_TEMPERATURE:g}, "
+            f"got {temperature!r}"
+        )
     if top_k is not None and (not is_int(top_k) or top_k < 1):
         raise ConfigError(f"top_k must be a whole number >= 1 or null (all), got {top_k!r}")
     if top_p is not None and (not is_number(top_p) or not 0.0 < top_p <= 1.0):
@@ -51,14 +73,18 @@ def next_token_probs(
     """The distribution to draw from: ``softmax(logits / T)`` restricted to top-k, then top-p.
 
     ``top_p`` keeps the most likely tokens until their mass reaches ``p`` (at least one).
-    ``temperature=0`` puts all mass on the most likely token (greedy decoding).
+    ``temperature=0`` (or any below :data:`MIN_TEMPERATURE`) puts all mass on the most likely
+    token (greedy decoding). The probabilities are finite for any finite logits.
     """
     logits = logits.float()
-    if temperature == 0:
+    if is_greedy(temperature):
         probs = torch.zeros_like(logits)
         probs.scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
         return probs
-    logits = logits / temperature
+    scaled = logits / temperature
+    if not bool(torch.isfinite(scaled.amax(-1)).all()):  # overflow: divide after the shift
+        scaled = (logits - logits.amax(-1, keepdim=True)) / temperature
+    logits = scaled
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -136,7 +162,7 @@ class CharSampler:
             logits, state = self.prime(prompt)
             for i in range(length):
                 probs = next_token_probs(logits, temperature, top_k, top_p)
-                if temperature == 0:
+                if is_greedy(temperature):
                     next_id = probs.argmax(-1)
                 else:
                     next_id = torch.multinomial(probs.cpu(), 1, generator=generator)[0]

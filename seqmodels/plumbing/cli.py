@@ -1,4 +1,4 @@
-"""What every entry point shares: one-line errors and the checkpoint option.
+"""What every entry point shares: one-line errors, the checkpoint, device and threads options.
 
 ``scripts/train.py``, ``eval.py``, ``generate.py`` and ``tag.py`` (and their ``seqmodels-*``
 console scripts) are ``hydra.main`` functions wrapped in :func:`one_line_errors`.
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.core.errors import (
@@ -83,3 +84,30 @@ def check_ckpt_path(cfg: DictConfig, what: str) -> None:
         raise CheckpointError(f"ckpt_path={path} is a folder; give a checkpoint file{hint}")
     if not path.is_file():
         raise CheckpointError(f"ckpt_path={path} does not exist; give {what}")
+
+
+def check_device(device: Any) -> None:
+    """``device`` names a torch device this machine has (cpu, or cuda when a GPU is here)."""
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ConfigError(
+            f"device must be a torch device such as cpu or cuda, got {device!r}"
+        ) from None
+    if found.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device}: no CUDA GPU is available here; use device=cpu")
+    if found.type == "cuda" and (found.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(f"device={device}: this machine has {count} CUDA GPU(s)")
+    if found.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={device}: MPS is not available here; use device=cpu")
+
+
+def check_num_threads(threads: Any) -> None:
+    """``num_threads`` is a whole number >= 1, or null (torch's default)."""
+    if threads is not None and (
+        not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
+    ):
+        raise ConfigError(
+            f"num_threads must be a whole number >= 1 or null (torch's default), got {threads!r}"
+        )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
+from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, OmegaConf
 
 from seqmodels.core.errors import ConfigError
@@ -12,7 +14,7 @@ from seqmodels.data.conll import check_conll_options
 from seqmodels.layers.encoders import CELLS, OTHER_CELLS
 from seqmodels.tasks.char_lm import require_causal
 
-__all__ = ["ConfigError", "check_config"]
+__all__ = ["ConfigError", "absolute_data_paths", "check_config"]
 
 
 def _is_int(value: Any) -> bool:
@@ -91,3 +93,28 @@ def check_config(cfg: DictConfig) -> None:
     _check_data(cfg.data)
     _check_trainer(cfg.trainer)
     _check_optimizer(cfg.task.module)
+
+
+def absolute_data_paths(cfg: DictConfig) -> None:
+    """``data.path`` (a path or a list) and a ``data.dataset`` that is a local folder, made
+    absolute against the folder train.py was started in (Hydra's original cwd, even with
+    ``hydra.job.chdir=true``), so the config a checkpoint carries finds the data from any folder
+    (``scripts/eval.py`` rebuilds the split from it). A hub id (``tner/wnut2017``) stays as it is.
+    """
+    data = cfg.get("data")
+    if data is None:
+        return
+
+    def absolute(path: Any) -> str:
+        return to_absolute_path(str(Path(str(path)).expanduser()))
+
+    path = data.get("path")
+    if isinstance(path, str):
+        data.path = absolute(path)
+    elif OmegaConf.is_list(path):
+        data.path = [absolute(p) for p in path]
+    dataset = data.get("dataset")
+    if isinstance(dataset, str) and dataset:
+        local = Path(to_absolute_path(str(Path(dataset).expanduser())))
+        if local.exists():
+            data.dataset = str(local)
