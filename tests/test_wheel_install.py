@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
+import time
+import urllib.request
 import venv
 import zipfile
 from pathlib import Path
@@ -97,4 +100,37 @@ def test_installed_wheel_trains_evaluates_and_tags_outside_the_checkout(
         cwd=tmp_path,
         stdin="show me flights from boston to denver\n",
     ).stdout
-    assert "intent" in json.loads(tagged.strip().splitlines()[-1])
+    tag_result = json.loads(tagged.strip().splitlines()[-1])
+    assert "intent" in tag_result
+    assert serve_installed(installed, ckpt, tmp_path, tag_result["text"]) == tag_result
+
+
+def serve_installed(installed: Path, ckpt: Path, cwd: Path, text: str) -> dict:
+    """``seqmodels-serve`` from the wheel on a free port: its ``/model/parse`` answer to
+    ``text`` (which must equal ``seqmodels-tag``'s)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": "", "OMP_NUM_THREADS": "1"}
+    command = [installed / "seqmodels-serve", f"ckpt_path={ckpt}", f"port={port}"]
+    process = subprocess.Popen(command, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                assert process.poll() is None, process.stderr.read()[-2000:]
+                assert time.monotonic() < deadline, "seqmodels-serve did not start in 120 s"
+                time.sleep(0.5)
+        body = json.dumps({"text": text}).encode()
+        req = urllib.request.Request(f"{url}/model/parse", data=body, method="POST")
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=60) as answer:
+            return json.loads(answer.read())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
