@@ -14,7 +14,8 @@ step T), as a backward direction does.
   division, so any sign works; a product of ``a`` within a chunk may underflow to 0, which drops
   only terms that small beside the carried state.
 - ``native``: the loop in C (:mod:`seqmodels.layers.native_scan`), one call each way; the
-  ``loop`` form where it cannot run (no compiler, not a CPU tensor, not float32/float64).
+  ``loop`` form where it cannot run (no compiler, not a CPU tensor, ``a`` and ``b`` not both
+  float32 or both float64).
 - ``log``: the log-space scan of :mod:`seqmodels.layers.parallel_scan` (Heinsen 2023) for
   ``a, b > 0``. It takes ``h0 > 0`` only: ``log h0`` of a zero state is ``-inf``, whose gradient
   is lost, and a negative state has no logarithm, so a state with any entry ``<= 0`` runs the
@@ -141,9 +142,9 @@ def linear_scan(
         return parallel_scan(a.log(), b.log(), h0)
     if form == "native" and native_scan.supports(a, b):
         batch, steps = b.shape[:2]
-        h0 = b.new_zeros(batch, b[0, 0].numel()) if h0 is None else h0.reshape(batch, -1)
+        h0 = native_scan.state(h0, b, (batch, *b.shape[2:])).reshape(batch, -1)
         flat = (t.reshape(batch, steps, -1) for t in (a, b))
-        return native_scan.AffineScan.apply(*flat, h0.to(b.dtype), reverse).view(b.shape)
+        return native_scan.AffineScan.apply(*flat, h0, reverse).view(b.shape)
     kernel = chunked_kernel if form == "chunked" else loop_kernel
     out = _Scan.apply(a.transpose(0, 1), b.transpose(0, 1), h0, reverse, kernel)
     return out.transpose(0, 1)

@@ -102,12 +102,16 @@ class MinCell(nn.Module):
             if pre.dtype not in native_scan.SUFFIX:  # autocast (precision=16/bf16)
                 pre = pre.float()
             bias = self.linear.bias.to(pre.dtype)
-            h0 = pre.new_zeros(x.size(0), self.hidden_size) if h0 is None else h0.to(pre.dtype)
-            return native_scan.MinRNNLayer.apply(pre, bias, h0, self.cell)
-        if form == "log" and (h0 is None or bool((h0 > 0).all())):  # else: see linear_scan
-            return parallel_scan(*self.log_coefficients(x), h0)
-        a, b, _ = self.gates(x)
-        return linear_scan(a, b, h0, "chunked" if form == "chunked" else "loop")
+            h0 = native_scan.state(h0, pre, (x.size(0), self.hidden_size))
+            h = native_scan.MinRNNLayer.apply(pre, bias, h0, self.cell)
+        elif form == "log" and (h0 is None or bool((h0 > 0).all())):  # else: see linear_scan
+            h = parallel_scan(*self.log_coefficients(x), h0)
+        else:
+            a, b, _ = self.gates(x)
+            return linear_scan(a, b, h0, "chunked" if form == "chunked" else "loop")
+        # a half-precision model (precision=bf16-true, .half()) gets its own dtype back for the
+        # next LayerNorm; under autocast (float32 parameters) the float32 states stay
+        return h if self.linear.weight.dtype in native_scan.SUFFIX else h.to(x.dtype)
 
 
 class MinRNNEncoder(nn.Module):
@@ -116,7 +120,9 @@ class MinRNNEncoder(nn.Module):
     ``run(x, state)``, ``output_size``).
 
     ``scan`` (``auto``, ``native``, ``loop``, ``chunked``, ``log``; see :func:`scan_form`) picks
-    how whole sequences run; all give the same states (the tests hold them to each other).
+    how whole sequences run; in float32/float64 all give the same states (the tests hold them
+    to each other). Under bf16/fp16 autocast they differ by rounding: ``loop``/``chunked`` run
+    the recurrence in half precision, ``native``/``log`` in float32 (and return float32).
     ``parallel`` is the older switch, kept so that checkpoints that carry it load:
     ``False`` means ``scan="loop"`` (sequential steps), ``True``/``None`` leave ``scan`` as is.
     With ``lengths``, padding never reaches a real step: the forward direction reads it only

@@ -10,8 +10,11 @@ wrapped as :class:`MinRNNLayer`, whose projection :func:`project` runs by oneDNN
 The library is built into ``$XDG_CACHE_HOME/seqmodels`` (``~/.cache/seqmodels``), named by a
 hash of the source, the compiler, its flags and the CPU, through a temporary file and an atomic
 rename: processes that build at once (DDP ranks) each produce the same complete file, and a
-loader never sees half of one. Without a compiler (or with ``SEQMODELS_NATIVE_SCAN=0``)
-:func:`available` is False, one warning says so, and callers use a PyTorch form instead.
+loader never sees half of one. The folder is made ``0o700``; a folder or library that is not
+this user's, or that others may write, is never loaded (the build then runs in a private
+temporary folder). Without a compiler, when the build fails, or with
+``SEQMODELS_NATIVE_SCAN=0``, :func:`available` is False, one warning says so, and callers use
+a PyTorch form instead.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ import ctypes
 import hashlib
 import logging
 import os
+import platform
+import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -34,19 +40,15 @@ from seqmodels.layers.native_kernels import MVEC, SOURCE
 
 log = logging.getLogger(__name__)
 
-_FLAGS = [
-    "-O3",
-    "-march=native",
-    "-mprefer-vector-width=256",
-    "-fno-math-errno",
-    "-fno-trapping-math",
-]
-_FLAGS += ["-shared", "-fPIC"]
+_X86 = platform.machine().lower() in ("x86_64", "amd64")
+_FLAGS = ["-O3", "-march=native", *(["-mprefer-vector-width=256"] if _X86 else [])]
+_FLAGS += ["-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
 _MVEC_FLAGS = ["-fopenmp-simd", "-lmvec"]
 SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 _lib: ctypes.CDLL | None = None
 _tried = False
+calls = 0  # kernel calls so far (the tests check that the native form really ran)
 
 
 def cache_dir() -> Path:
@@ -66,41 +68,80 @@ def _cpu() -> str:
     )
 
 
-def _build() -> ctypes.CDLL | None:
-    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if cc is None:
-        log.warning("native scan: no C compiler found (gcc, cc, $CC); using the PyTorch loop")
-        return None
+def _ours(path: Path, kind: int) -> bool:
+    """Whether ``path`` is a ``kind`` (``stat.S_IFDIR``/``S_IFREG``, not a link) of this user's
+    that no one else may write: what another account planted is never loaded."""
+    st = os.lstat(path)
+    owned = st.st_uid == os.getuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    return owned and stat.S_IFMT(st.st_mode) == kind
+
+
+def _folder() -> tuple[Path, bool]:
+    """The cache folder (made ``0o700``) where it is this user's alone and writable, else a new
+    private temporary one; and whether it is that temporary one."""
     folder = cache_dir()
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        folder = Path(tempfile.gettempdir()) / f"seqmodels-{os.getuid()}"
-        folder.mkdir(parents=True, exist_ok=True)
-    error = "?"
-    for name, extra, source in (("mvec", _MVEC_FLAGS, MVEC + SOURCE), ("plain", [], SOURCE)):
-        source = "#include <math.h>\n" + source
-        key = hashlib.sha256("\0".join([source, cc, *_FLAGS, *extra, _cpu()]).encode())
-        path = folder / f"scan_{name}_{key.hexdigest()[:16]}.so"
-        if not path.exists():
-            # a name of our own for the source and the output, then one atomic rename
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".c")
-            with os.fdopen(fd, "w") as handle:
-                handle.write(source)
-            out = tmp[:-2] + ".so"
-            cmd = [cc, *_FLAGS, tmp, "-o", out, *extra]
-            result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            os.unlink(tmp)
-            if result.returncode:
-                error = (result.stderr.strip().splitlines() or ["?"])[-1]
-                continue
-            os.replace(out, path)
-            log.info("native scan: built %s", path)
-        try:
-            return _declare(ctypes.CDLL(str(path)))
-        except OSError as err:  # e.g. no libmvec at run time
-            error = str(err)
-    log.warning("native scan: building with %s failed (%s); using the PyTorch loop", cc, error)
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if _ours(folder, stat.S_IFDIR) and os.access(folder, os.W_OK | os.X_OK):
+            return folder, False
+        why = "not this user's alone, or not writable"
+    except OSError as err:
+        why = err.strerror or str(err)
+    log.warning(
+        "native scan: cannot use %s (%s); building in a private temporary folder", folder, why
+    )
+    return Path(tempfile.mkdtemp(prefix="seqmodels-")), True
+
+
+def _compile(cc: list[str], folder: Path, path: Path, source: str, extra: list[str]) -> str:
+    """Builds ``path`` through a temporary name and an atomic rename; the error, or ``""``."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".c")
+    out = tmp[:-2] + ".so"
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(source)
+        cmd = [*cc, *_FLAGS, tmp, "-o", out, *extra]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode:
+            return (result.stderr.strip().splitlines() or ["?"])[-1]
+        os.replace(out, path)
+        log.info("native scan: built %s", path)
+        return ""
+    finally:
+        for name in (tmp, out):
+            if os.path.exists(name):
+                os.unlink(name)
+
+
+def _build() -> ctypes.CDLL | None:
+    cc = shlex.split(os.environ.get("CC") or "") or [shutil.which("gcc") or shutil.which("cc")]
+    if cc[0] is None:
+        log.warning("native scan: no C compiler found (gcc, cc, $CC); using the PyTorch loop")
+        return None
+    folder, temporary, error = None, False, "?"
+    try:
+        folder, temporary = _folder()
+        for name, extra, source in (("mvec", _MVEC_FLAGS, MVEC + SOURCE), ("plain", [], SOURCE)):
+            source = "#include <math.h>\n" + source
+            parts = [source, *cc, *_FLAGS, *extra, platform.machine(), _cpu()]
+            key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+            path = folder / f"scan_{name}_{key}.so"
+            if not (path.exists() and _ours(path, stat.S_IFREG)):
+                error = _compile(cc, folder, path, source, extra)
+                if error:
+                    continue
+            try:
+                return _declare(ctypes.CDLL(str(path)))
+            except (OSError, AttributeError) as err:  # no libmvec at run time; a missing symbol
+                error = str(err)
+    except (OSError, subprocess.SubprocessError) as err:  # no such $CC, a folder we cannot use
+        error = str(err)
+    finally:
+        if temporary:  # the loaded library stays mapped; nothing is left for anyone to replace
+            shutil.rmtree(folder, ignore_errors=True)
+    log.warning(
+        "native scan: building with %s failed (%s); using the PyTorch loop", shlex.join(cc), error
+    )
     return None
 
 
@@ -120,21 +161,55 @@ def available() -> bool:
     global _lib, _tried
     if not _tried:
         _tried = True
-        if os.environ.get("SEQMODELS_NATIVE_SCAN", "1") != "0":
+        if os.environ.get("SEQMODELS_NATIVE_SCAN", "1") == "0":
+            log.warning("native scan: off (SEQMODELS_NATIVE_SCAN=0); using the PyTorch loop")
+        else:
             _lib = _build()
     return _lib is not None
 
 
 def supports(*tensors: Tensor) -> bool:
-    """Whether the kernels take these tensors (CPU, float32/float64, built)."""
-    return all(t.device.type == "cpu" and t.dtype in SUFFIX for t in tensors) and available()
+    """Whether the kernels take these tensors (CPU, all float32 or all float64, built)."""
+    dtypes = {t.dtype for t in tensors}
+    on_cpu = all(t.device.type == "cpu" for t in tensors)
+    return on_cpu and len(dtypes) == 1 and dtypes <= SUFFIX.keys() and available()
 
 
 def kernel(name: str, dtype: torch.dtype):
     """The C function ``name`` for ``dtype`` (:func:`supports` says whether there is one)."""
+    global calls
     if not available():
         raise RuntimeError("the native scan kernels are not built (see the warning above)")
+    calls += 1
     return getattr(_lib, f"{name}_{SUFFIX[dtype]}")
+
+
+def state(h0: Tensor | None, like: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """The state before the first step as the kernels read it: ``shape`` (batch first),
+    contiguous, ``like``'s dtype; ``None`` is zeros, and a state that broadcasts (``[1, N]``,
+    ``[N]``) is expanded, as the PyTorch forms' copy does. Any other shape is a ValueError."""
+    if h0 is None:
+        return like.new_zeros(shape)
+    try:
+        h0 = h0.broadcast_to(shape)
+    except RuntimeError:
+        raise ValueError(
+            f"a carried state of shape {tuple(h0.shape)} does not fit these sequences: "
+            f"it must broadcast to {tuple(shape)}"
+        ) from None
+    return h0.to(like.dtype).contiguous()
+
+
+def _check(what: str, shapes: dict[str, tuple], want: dict[str, tuple], *tensors: Tensor):
+    """A ValueError unless every shape is as wanted and the tensors share a CPU dtype: the C
+    code reads exactly these many values of this type from each pointer."""
+    bad = {k: v for k, v in shapes.items() if tuple(v) != want[k]}
+    dtypes = {t.dtype for t in tensors}
+    if bad or len(dtypes) != 1 or not dtypes <= SUFFIX.keys():
+        got = ", ".join(f"{k} {tuple(v)}" for k, v in shapes.items())
+        need = ", ".join(f"{k} {v}" for k, v in want.items())
+        types = ", ".join(sorted(str(d) for d in dtypes))
+        raise ValueError(f"{what}: got {got} ({types}); needs {need}, one float32/64 dtype")
 
 
 def _onednn_linear(x: Tensor, weight: Tensor) -> Tensor:
@@ -178,7 +253,22 @@ class MinRNNLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pre: Tensor, bias: Tensor, h0: Tensor, cell: str) -> Tensor:
         pre, bias, h0 = pre.contiguous(), bias.contiguous(), h0.contiguous()
+        if pre.dim() != 3 or cell not in ("mingru", "minlstm"):
+            raise ValueError(f"MinRNNLayer: pre must be [B, T, K*H] (got {tuple(pre.shape)})")
+        width = 2 if cell == "mingru" else 3
         (batch, steps, _), hidden = pre.shape, h0.size(-1)
+        _check(
+            f"MinRNNLayer({cell})",
+            {"pre": pre.shape, "bias": bias.shape, "h0": h0.shape},
+            {
+                "pre": (batch, steps, width * hidden),
+                "bias": (width * hidden,),
+                "h0": (batch, hidden),
+            },
+            pre,
+            bias,
+            h0,
+        )
         h = pre.new_empty(batch, steps, hidden)
         kernel(f"{cell}_fwd", pre.dtype)(
             pre.data_ptr(), bias.data_ptr(), h0.data_ptr(), h.data_ptr(), batch, steps, hidden
@@ -212,8 +302,12 @@ class AffineScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, h0: Tensor, reverse: bool) -> Tensor:
         a, b, h0 = a.contiguous(), b.contiguous(), h0.contiguous()
-        h = torch.empty_like(b)
+        if b.dim() != 3:
+            raise ValueError(f"AffineScan: b must be [B, T, N] (got {tuple(b.shape)})")
         batch, steps, n = b.shape
+        want = {"a": tuple(b.shape), "b": tuple(b.shape), "h0": (batch, n)}
+        _check("AffineScan", {"a": a.shape, "b": b.shape, "h0": h0.shape}, want, a, b, h0)
+        h = torch.empty_like(b)
         kernel("affine_fwd", b.dtype)(
             a.data_ptr(), b.data_ptr(), h0.data_ptr(), h.data_ptr(), batch, steps, n, reverse
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from native_check import native_runs, require_native
 
 from seqmodels.layers import native_scan
 from seqmodels.layers.linear_scan import FORMS
@@ -47,7 +48,8 @@ def test_every_scan_form_and_the_sequential_steps_agree(cell, bidirectional, sca
     enc = encoder(cell, bidirectional=bidirectional)
     x = torch.randn(4, 50, 5, dtype=torch.double)
     lengths = torch.tensor([50, 31, 7, 1]) if bidirectional else None
-    out_p, grads_p = outputs_and_grads(enc, x, scan, lengths=lengths)
+    with native_runs(scan):
+        out_p, grads_p = outputs_and_grads(enc, x, scan, lengths=lengths)
     out_s, grads_s = outputs_and_grads(enc, x, None, lengths=lengths)
     assert out_p.abs().max() > 0.1  # a real output, not zeros agreeing with zeros
     torch.testing.assert_close(out_p, out_s, rtol=0, atol=TOL)
@@ -230,7 +232,8 @@ def test_extreme_preactivations_stay_finite_and_exact_in_the_native_layer(cell: 
     """Gates saturated far past float32's exponent range (|k| up to ~1000) on both sides."""
     enc = encoder(cell, num_layers=1, scan="native")
     x = 300 * torch.randn(2, 30, 5, dtype=torch.double)
-    native = enc(x)
+    with native_runs():
+        native = enc(x)
     enc.scan = "log"
     torch.testing.assert_close(native, enc(x), rtol=0, atol=TOL)
     enc.scan = "native"
@@ -240,8 +243,7 @@ def test_extreme_preactivations_stay_finite_and_exact_in_the_native_layer(cell: 
 
 @pytest.mark.parametrize("cell", MIN_CELLS)
 def test_native_layer_gradcheck(cell: str) -> None:
-    if not native_scan.available():
-        pytest.skip("no C compiler on this machine")
+    require_native()
     torch.manual_seed(0)
     width = 2 if cell == "mingru" else 3
     pre = torch.randn(2, 7, width * 3, dtype=torch.double, requires_grad=True)
@@ -260,3 +262,49 @@ def test_first_layer_sees_the_size_of_raw_features(cell: str) -> None:
     small = torch.tensor([[[0.2, 0.0], [0.1, 1.0]]])
     large = torch.tensor([[[0.9, 0.0], [0.7, 1.0]]])
     assert (enc(small) - enc(large)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_a_carried_state_for_one_sequence_is_every_sequences_and_a_wrong_one_is_refused(cell):
+    """``run(x, state)`` with a ``[L, 1, H]`` state: the same states by every form (the loop
+    broadcasts it; the C code must not read B*H values from an H-value buffer)."""
+    enc = encoder(cell, num_layers=2)
+    x = torch.randn(4, 6, 5, dtype=torch.double)
+    state = torch.randn(2, 1, 6, dtype=torch.double)
+    enc.scan = "loop"
+    want = enc.run(x, state)
+    with native_runs():
+        enc.scan = "native"
+        got = enc.run(x, state)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=0, atol=TOL)
+    for scan in ("loop", "native"):  # another batch size, another hidden size
+        enc.scan = scan
+        for wrong in (torch.randn(2, 3, 6), torch.randn(2, 4, 9)):
+            with pytest.raises((RuntimeError, ValueError)):
+                enc.run(x, wrong.double())
+    if native_scan.available():
+        width = 2 if cell == "mingru" else 3
+        pre, h0 = torch.randn(4, 6, width * 6).double(), torch.randn(4, 6).double()
+        for bias, h in ((torch.randn(width * 5), h0), (torch.randn(width * 6), h0[:1])):
+            with pytest.raises(ValueError, match="MinRNNLayer"):
+                native_scan.MinRNNLayer.apply(pre, bias.double(), h, cell)
+        with pytest.raises(ValueError, match="MinRNNLayer"):
+            native_scan.MinRNNLayer.apply(pre.float(), torch.randn(width * 6).double(), h0, cell)
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_runs_every_scan_in_its_own_dtype(cell, dtype) -> None:
+    """``precision=bf16-true`` or ``model.half()``: the states come back in the model's dtype
+    for the next LayerNorm, whichever form computed them (native and log do so in float32)."""
+    torch.manual_seed(0)
+    enc = MinRNNEncoder(cell, 5, 6, num_layers=2, bidirectional=True).to(dtype)
+    x = torch.randn(3, 20, 5)
+    enc.scan = "loop"
+    want = enc(x.to(dtype)).float()
+    for scan in ("auto", "native", "log", "chunked"):
+        enc.scan = scan
+        out = enc(x.to(dtype), torch.tensor([20, 9, 1]))
+        assert out.dtype == dtype
+        torch.testing.assert_close(out[0].float(), want[0], rtol=0, atol=0.1)
