@@ -321,3 +321,17 @@ def test_the_feature_cache_is_bounded_least_recently_used_out(char_lms, one_thre
         features(features.inputs(first))  # used again: stays
     assert features.cached_bytes <= features.cache_bytes and len(features.cache) == 10
     assert "Peter\nsaid\nno" in features.cache and "EU\nsaid\n0" not in features.cache
+
+
+def test_a_sentence_twice_in_a_batch_is_cached_once(char_lms, one_thread) -> None:
+    """The same sentence twice in one batch (ATIS repeats many) is remembered once: the counted
+    bytes stay those the cache holds, so the cache keeps serving hits."""
+    specs, nets = resolve_char_lms([str(p) for p in char_lms])
+    size = 2 * nets[0].encoder.output_size * 2  # bytes per word: float16 features of both LMs
+    features = CharLMFeatures(specs, nets, cache_mib=20 * size / 2**20).eval()  # room for 20 words
+    for step in range(30):
+        sentence = ["abc", f"x{step}"]
+        features(features.inputs([sentence, sentence]))
+        held = sum(v.numel() * v.element_size() for v in features.cache.values())
+        assert features.cached_bytes == held, step
+    assert len(features.cache) == 10 and "abc\nx29" in features.cache
