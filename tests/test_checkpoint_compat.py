@@ -68,3 +68,50 @@ def test_an_old_char_lm_generates_the_same_text(tmp_path: Path) -> None:
         )
     )
     assert out == want["text"]
+
+
+def test_an_old_tagger_keeps_its_parameter_order() -> None:
+    """The intent head an old NER checkpoint holds is rebuilt in its own place, so the
+    optimizer state (saved in parameter order) lands on the tensors it was made for."""
+    import torch
+
+    from seqmodels.nets.slot_tagger import SlotTaggerNet
+
+    saved = torch.load(FIXTURES / "tagger.ckpt", map_location="cpu", weights_only=True)
+    hp = saved["hyper_parameters"]
+    net = SlotTaggerNet(hp["vocabs"], dict(hp["model"]), "crf")
+    net.load_state_dict(saved["state_dict"])
+    names = [name for name, _ in net.named_parameters()]
+    assert names == [k for k in saved["state_dict"] if k in names]
+    moments = [s["exp_avg"].shape for s in saved["optimizer_states"][0]["state"].values()]
+    assert moments == [p.shape for p in net.parameters()]
+
+
+def test_an_old_tagger_resumes_training(tmp_path: Path) -> None:
+    """ckpt_path=<an old NER checkpoint> with its options trains on (one more epoch)."""
+    import torch
+    from conftest import make_cfg
+
+    from seqmodels.commands.train import train
+
+    cfg = make_cfg(
+        tmp_path,
+        "data=conll",
+        f"data.path={REPO / 'tests' / 'fixtures' / 'conll_ner'}",
+        "model=bilstm",
+        "model.embedding_dim=8",
+        "model.hidden_size=8",
+        "model.char_features=cnn",
+        "model.char_dim=32",
+        "model.char_size=64",
+        "model.char_max_len=null",
+        "task.module.decoder=crf",
+        f"ckpt_path={FIXTURES / 'tagger.ckpt'}",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=1",
+        "logger=none",
+        "test=false",
+    )
+    train(cfg)
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 2  # the old run's one step, and one more

@@ -271,14 +271,16 @@ def test_a_text_edited_in_place_with_its_size_and_time_kept_is_encoded_again(tmp
     cache = tmp_path / "cache"
     path = write(tmp_path / "t.txt", "abc abc\n" * 100)
     first = encode_file(path, scan_vocab(path, cache), cache)
+    mapped = first.array()  # a run reading the old ids
     stat = path.stat()
     write(path, "cab cab\n" * 100)  # same characters, same size
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert path.stat().st_size == stat.st_size and path.stat().st_mtime_ns == stat.st_mtime_ns
     again = encode_file(path, scan_vocab(path, cache), cache)
     assert decode(again) == "cab cab\n" * 100
-    # A new name: a run still reading the old ids (workers reopen by name) keeps reading them.
-    assert again.path != first.path and decode(first) == "abc abc\n" * 100
+    # A new name; the old file is removed, but a run that has it mapped keeps reading it.
+    assert again.path != first.path and not first.path.exists()
+    assert "".join(first.vocab[i] for i in mapped.tolist()) == "abc abc\n" * 100
 
 
 def test_a_large_text_is_fingerprinted_by_sampled_blocks(tmp_path, monkeypatch) -> None:
@@ -333,3 +335,40 @@ def test_an_unwritable_cache_falls_back_with_one_line(tmp_path, monkeypatch, cap
     assert data.tokens_dir.is_relative_to(tmp_path / "tmp")
     lines = [r.getMessage() for r in caplog.records if "cannot write token files" in r.message]
     assert len(lines) == 1 and str(data.tokens_dir) in lines[0], lines
+
+
+def test_an_unchanged_text_touched_keeps_one_token_file(tmp_path: Path) -> None:
+    """The name holds size and content, not the modification time: touching a text reuses its
+    token file; an edit writes a new one and removes the old (its readers keep their maps)."""
+    cache = tmp_path / "cache"
+    path = write(tmp_path / "t.txt", "abc abc\n" * 100)
+    vocab = scan_vocab(path, cache)
+    first = encode_file(path, vocab, cache)
+    for step in range(3):
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + (step + 1) * 10**9))
+        assert encode_file(path, vocab, cache).path == first.path
+    write(path, "cab cab\n" * 100)  # the same size, other content
+    edited = encode_file(path, vocab, cache)
+    assert decode(edited) == "cab cab\n" * 100
+    token_files = [p for p in cache.iterdir() if p.suffix == ".uint8"]
+    assert token_files == [edited.path]
+    assert sorted(p.name for p in cache.iterdir() if p.name.endswith(".uint8.json")) == [
+        edited.path.name + ".json"
+    ]
+
+
+def test_the_temporary_fallback_is_private(tmp_path, monkeypatch, caplog) -> None:
+    """/tmp/seqmodels-<uid>/tokens is made 0o700, and refused unless it is this user's own and
+    not writable by others (a predictable name in a folder everyone writes to)."""
+    from seqmodels.data.token_cache import default_cache_dir
+
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    folder = default_cache_dir()
+    assert (folder.parent.stat().st_mode & 0o777) == 0o700
+    folder.parent.chmod(0o777)  # as another user could have made it
+    with pytest.raises(DatasetError, match="data.cache_dir"):
+        default_cache_dir()

@@ -131,3 +131,17 @@ def test_mlflow_takes_a_plain_folder(tmp_path: Path, monkeypatch, form: str) -> 
     runs = MlflowClient(folder.as_uri()).search_runs([logger.experiment_id])
     assert [r.info.run_name for r in runs] == ["run_1"]
     assert runs[0].data.metrics["val/f1"] == 0.5
+
+
+@pytest.mark.parametrize("uri", ["databricks", "databricks://my-profile", None])
+def test_mlflow_keeps_uris_that_are_not_folders(tmp_path: Path, monkeypatch, uri) -> None:
+    """Only a plain path is a folder: ``databricks`` (MLflow's scheme-less word for Databricks)
+    and None (MLflow's own default, MLFLOW_TRACKING_URI) are never made ``file:<cwd>/...``."""
+    pytest.importorskip("mlflow")
+    from seqmodels.plumbing.trackers import mlflow_logger
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.invalid:5000")
+    logger = mlflow_logger(str(tmp_path / "run_1"), uri, "seqmodels-test")
+    assert logger._tracking_uri == (uri or "http://tracking.invalid:5000")
+    assert not (tmp_path / "databricks").exists() and not (tmp_path / "None").exists()

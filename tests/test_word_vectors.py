@@ -178,3 +178,37 @@ def test_frozen_rows_do_not_move_under_weight_decay(
     assert int(from_file.sum()) >= 3
     for index in from_file.nonzero().flatten().tolist():
         assert torch.equal(table[index], found.lookup(words[index])), words[index]
+
+
+def test_a_run_saved_with_one_optimizer_group_resumes(tmp_path: Path, one_thread) -> None:
+    """Frozen vectors with weight decay: runs saved when the optimizer had one parameter group
+    (all parameters, in order) resume into today's two groups (decayed, not decayed)."""
+    from seqmodels.tasks.base import decay_groups
+
+    vectors = write_formats(tmp_path, ROWS)["glove"]
+    overrides = ("model.word_vectors.freeze=true", "task.module.optimizer.weight_decay=0.1")
+    ckpt = tagger_run(tmp_path, vectors, *overrides)
+    # The checkpoint as the old code wrote it: one group over module.parameters(), in order.
+    net, _ = load_net(ckpt, data_kind="slot_filling")
+    everything = list(net.parameters())
+    position = {id(p): i for i, p in enumerate(everything)}
+    groups = decay_groups(net, 0.1, matrices_only=False)
+    old_index = [position[id(p)] for group in groups for p in group["params"]]
+    saved = torch.load(ckpt, weights_only=True)
+    optimizer = saved["optimizer_states"][0]
+    assert len(optimizer["param_groups"]) == 2
+    optimizer["state"] = {old_index[k]: s for k, s in optimizer["state"].items()}
+    first = optimizer["param_groups"][0]
+    optimizer["param_groups"] = [{**first, "params": list(range(len(everything)))}]
+    for scheduler in saved["lr_schedulers"]:
+        for key in ("base_lrs", "_last_lr", "min_lrs"):
+            if key in scheduler:
+                scheduler[key] = scheduler[key][:1]
+    old = tmp_path / "old.ckpt"
+    torch.save(saved, old)
+    resumed = tagger_run(tmp_path, vectors, *overrides, f"ckpt_path={old}", "trainer.max_epochs=2")
+    after = torch.load(resumed, weights_only=True)
+    assert after["global_step"] > saved["global_step"]
+    moments = {k: s["exp_avg"].shape for k, s in after["optimizer_states"][0]["state"].items()}
+    params = [p for group in groups for p in group["params"]]
+    assert all(moments[k] == params[k].shape for k in moments)

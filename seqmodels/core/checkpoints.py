@@ -63,12 +63,23 @@ def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Options that change no weights: never the reason a checkpoint does not fit.
+CHANGE_NO_WEIGHTS = (
+    "data.data_dir",  # the cache folder may move
+    "model.char_lm_features_cache_mib",  # a cache of frozen LMs' features
+)
+
+
 def check_resumable(path: str | Path, module: torch.nn.Module, config: dict[str, Any]) -> None:
     """Refuse, naming the options that differ, a checkpoint whose weights ``module`` cannot take.
 
     ``config`` is this run's resolved config; the checkpoint holds the one it was trained with.
     """
     checkpoint = read_checkpoint(path)
+    for prefix, layer in module.named_modules():  # layers loading brings back (restore_layers)
+        restore = getattr(layer, "restore_layers", None)
+        if callable(restore):
+            restore(checkpoint["state_dict"], f"{prefix}." if prefix else "")
     saved = {k: tuple(v.shape) for k, v in checkpoint["state_dict"].items()}
     wanted = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     if saved == wanted:
@@ -78,7 +89,7 @@ def check_resumable(path: str | Path, module: torch.nn.Module, config: dict[str,
         f"{key}={old.get(key)} (this run: {new.get(key)})"
         for key in sorted(old.keys() | new.keys())
         if key.split(".")[0] in ("task", "model", "data")
-        and key != "data.data_dir"  # the cache folder may move
+        and key not in CHANGE_NO_WEIGHTS
         and old.get(key) != new.get(key)
     ]
     weights = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))

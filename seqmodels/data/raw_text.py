@@ -11,7 +11,9 @@ Unicode: the text is read in its composed form (NFC), so a decomposed ``José`` 
 combining accent, as macOS and some keyboards write it) is one word ``José``; a combining mark
 that does not compose (Devanagari's vowel signs) stays inside its word; zero-width and direction
 characters (format characters: ZWSP, ZWJ, BOM, RLM, ...) are skipped. A token the vocabulary
-lacks is also looked up in its compatibility form (NFKC: full-width ``Ａｌｉｃｅ`` as ``Alice``).
+lacks is also looked up in its compatibility form (NFKC: full-width ``Ａｌｉｃｅ`` as ``Alice``)
+and decomposed (NFD: a vocabulary from files made on macOS). Hangul typed as conjoining jamo
+is composed into its syllables too (its vowels and finals are letters, not marks).
 Token spans always index the text as typed (:func:`split_tokens`).
 """
 
@@ -38,6 +40,7 @@ APOSTROPHES = "'’"
 # Written differently in the training data? The forms tried for an out-of-vocabulary token.
 VARIANTS = (
     lambda t: unicodedata.normalize("NFKC", t),  # full-width letters, ligatures, ...
+    lambda t: unicodedata.normalize("NFD", t),  # a vocabulary stored decomposed (macOS files)
     lambda t: t.replace("’", "'"),  # typographic apostrophe
     lambda t: t.replace(":", ""),  # 11:15 -> 1115 (ATIS)
     lambda t: t.replace(",", ""),  # 1,000 -> 1000
@@ -53,6 +56,16 @@ class Token(NamedTuple):
     end: int
 
 
+def composes(group: str, char: str) -> bool:
+    """Whether ``char`` belongs to the composed character ``group`` starts: a combining mark,
+    or a letter NFC merges into it (Hangul's vowel and final jamo, category Lo)."""
+    if unicodedata.category(char)[0] == "M":
+        return True
+    return len(unicodedata.normalize("NFC", group + char)) <= len(
+        unicodedata.normalize("NFC", group)
+    )
+
+
 def normalized(text: str) -> tuple[str, str, list[int], list[int]]:
     """``text`` composed (NFC) without format characters, the same with every remaining
     combining mark as a letter (what the :data:`TOKEN` pattern reads, so marks stay inside
@@ -63,7 +76,7 @@ def normalized(text: str) -> tuple[str, str, list[int], list[int]]:
     i = 0
     while i < len(text):
         j = i + 1  # a character and the combining marks after it compose together
-        while j < len(text) and unicodedata.category(text[j])[0] == "M":
+        while j < len(text) and composes(text[i:j], text[j]):
             j += 1
         base = len(out)
         for c in unicodedata.normalize("NFC", text[i:j]):

@@ -1,15 +1,19 @@
 """Where token files are cached, and what names a text's content there.
 
-A token file's name holds a :func:`fingerprint` of its text, so a changed text is encoded into
-a new file; files appear only complete (:func:`write_atomically`), with the umask's mode.
+A token file's name holds the size and content hash of its text's :func:`fingerprint`, so a
+changed text is encoded into a new file (and the old one removed, :func:`prune_older`) while a
+touched one keeps its file; files appear only complete (:func:`write_atomically`), with the
+umask's mode.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,8 +35,8 @@ def fingerprint(path: Path) -> dict[str, Any]:
     A larger one is hashed by ``SAMPLES`` blocks of 1 MiB (its first, its last and evenly
     spaced ones): 16 MiB read whatever its size, where a full hash of a 5 GB corpus costs a pass
     over it at every start. The trade-off: an edit of a large text that keeps its size and its
-    modification time and touches none of the sampled blocks goes unseen (change either, or
-    delete its token files, to have it encoded again).
+    modification time and touches none of the sampled blocks goes unseen (delete its token
+    files to have it encoded again; token files are named by size and hash only).
     """
     stat = path.stat()
     size = stat.st_size
@@ -58,6 +62,7 @@ def default_cache_dir() -> Path:
     if _writable(folder):
         return folder
     uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    private_folder(Path(tempfile.gettempdir()) / f"seqmodels-{uid}")
     fallback = Path(tempfile.gettempdir()) / f"seqmodels-{uid}" / "tokens"
     if fallback not in _FELL_BACK:
         _FELL_BACK.add(fallback)
@@ -70,6 +75,39 @@ def default_cache_dir() -> Path:
 
 
 _FELL_BACK: set[Path] = set()
+
+
+def private_folder(folder: Path) -> None:
+    """Make ``folder`` (mode 0o700), or refuse it in one line unless it is a folder of this
+    user's that nobody else can write: its name is predictable and the temporary directory
+    is everyone's, so another user could have made it first (or a link by its name)."""
+    hint = "set data.cache_dir=<a folder of yours> for the token files"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+    except OSError as err:
+        raise DatasetError(f"cannot make {folder} ({err.strerror}): {hint}") from None
+    if not hasattr(os, "getuid"):  # Windows: per-user temporary folders
+        return
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise DatasetError(
+            f"{folder} is not a private folder of this user's (another owner, a link, or "
+            f"writable by others: mode {stat.S_IMODE(info.st_mode):o}): {hint}"
+        )
+
+
+def prune_older(current: Path, prefix: str) -> None:
+    """Remove the token files (and their ``.json``) named ``<prefix>*`` in ``current``'s
+    folder but ``current``'s: the older contents of the same text and vocabulary. A run still
+    reading one keeps its open memory map (on Linux an unlinked file lives while it is open);
+    only a process opening it anew by name (a DataLoader worker started later) misses it."""
+    keep = {current.name, current.name + ".json"}
+    for old in current.parent.glob(glob.escape(prefix) + "*"):
+        if old.name not in keep and not old.name.endswith(".part"):
+            try:
+                old.unlink()
+            except OSError:
+                pass  # another process removed it, or may not: it is only disk space
 
 
 def _writable(folder: Path) -> bool:

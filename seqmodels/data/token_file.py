@@ -3,13 +3,17 @@
 The first use of a text scans its vocabulary and writes its ids (``uint8`` when the vocabulary
 has at most 256 symbols, else ``uint16``/``uint32``) to
 ``<cache_dir>/<stem>-<key>-<content>.<dtype>``, via a temporary file renamed when complete. The
-key covers the text's path, the unit and the vocabulary; ``content`` is the text's
-:func:`fingerprint` (its size, modification time and a hash of its bytes), so an edited text is
-written to a new file and never read with stale ids, even when the edit kept its size and
-modification time (``rsync -a``, ``cp -p``, ``tar``). A token file is never replaced in place:
-a run still reading an older version (DataLoader workers reopen it by name) keeps reading the
-ids it started with. Both passes read the text in chunks with vectorised numpy code; nothing
-proportional to the text stays in memory.
+key covers the text's path, the unit and the vocabulary; ``content`` is the size and a hash of
+the text's bytes (:func:`fingerprint`), so touching a text keeps its file and an edited text is
+written to a new one. Texts up to 64 MiB are hashed whole: an edit is seen even when it kept
+the size and modification time (``rsync -a``, ``cp -p``, ``tar``). Larger texts are hashed by
+16 sampled blocks of 1 MiB: an edit that keeps the size, touches no sampled block and restores
+the modification time goes unseen, and the old ids are read (delete the token files to have it
+encoded again), the price of not reading a 5 GB corpus whole at every start (docs/corpora.md).
+A token file is never replaced in place; once a new content's file is written, the older ones
+are removed: a run still reading one keeps its open memory map (Linux), but a DataLoader worker
+started later reopens it by name and fails. Both passes read the text in chunks with vectorised
+numpy code; nothing proportional to the text stays in memory.
 
 ``unit="byte"`` needs no encoding at all: the 256 byte values are the vocabulary and the text
 file itself is the token file (any file, UTF-8 or not).
@@ -34,6 +38,7 @@ from seqmodels.data.token_cache import (
     default_cache_dir,
     digest,
     fingerprint,
+    prune_older,
     read_json,
     write_atomically,
 )
@@ -177,9 +182,10 @@ def encode_file(path: Path, vocab: Sequence[str], cache_dir: Path) -> TokenFile:
     dtype = dtype_for(len(vocab))
     stamp = fingerprint(path)
     key = digest(str(path.resolve()), "char", vocab)
-    # The content's own name: a changed text gets a new file beside the old one, which a run
-    # still reading it keeps (readers hold a name, so a file is never replaced under them).
-    tokens = cache_dir / f"{path.stem}-{key}-{digest(stamp)[:12]}.{dtype.name}"
+    # The content's own name (size and hash; not the modification time, so a touched text
+    # keeps its file): a changed text gets a new file, never written over the old one.
+    content = digest(stamp["size"], stamp["blake2b"])[:12]
+    tokens = cache_dir / f"{path.stem}-{key}-{content}.{dtype.name}"
     if tokens.is_file():  # complete: it only appears by a rename
         return TokenFile(tokens, dtype, tokens.stat().st_size // dtype.itemsize, vocab)
 
@@ -215,6 +221,7 @@ def encode_file(path: Path, vocab: Sequence[str], cache_dir: Path) -> TokenFile:
     write_atomically(tokens, write)
     meta_text = json.dumps({"source": str(path.resolve()), "stamp": stamp, "count": count}).encode()
     write_atomically(tokens.with_name(tokens.name + ".json"), lambda f: f.write(meta_text))
+    prune_older(tokens, f"{path.stem}-{key}-")  # the text's older contents
     return TokenFile(tokens, dtype, count, vocab)
 
 

@@ -214,6 +214,9 @@ class CharLMFeatures(nn.Module):
         size = value.numel() * value.element_size()
         if size > self.cache_bytes:
             return
+        replaced = self.cache.pop(key, None)  # the same sentence twice in one batch
+        if replaced is not None:
+            self.cached_bytes -= replaced.numel() * replaced.element_size()
         self.cache[key] = value
         self.cached_bytes += size
         while self.cached_bytes > self.cache_bytes:

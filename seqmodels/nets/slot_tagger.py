@@ -27,7 +27,7 @@ def restore_intent_head(module: nn.Module, state_dict: dict, prefix: str, *_: ob
     if module.intent_head is None and weight is not None:
         like = module.tag_head.weight
         head = nn.Linear(weight.size(1), weight.size(0), device=like.device, dtype=like.dtype)
-        module.intent_head = head
+        module.intent_head = head  # into its registered slot: the parameter order is kept
 
 
 class SlotTaggerNet(nn.Module):
@@ -58,10 +58,14 @@ class SlotTaggerNet(nn.Module):
         self.attend = StateAttention(model, self.encoder.output_size)
         # Data without sentence labels (NER files: one label, "-") gets no intent layers.
         self.has_intents = has_sentence_labels(vocabs["intents"])
-        self.intent_head = (
+        # Without intents the slot stays registered (empty): a head an old checkpoint brings
+        # back (restore_intent_head) keeps its place in the parameter order, which the
+        # checkpoint's optimizer state follows.
+        self.register_module(
+            "intent_head",
             nn.Linear(self.encoder.output_size, len(vocabs["intents"]))
             if self.has_intents
-            else None
+            else None,
         )
         self.register_load_state_dict_pre_hook(restore_intent_head)
         self.intent_to_slot = IntentToSlot(model, self.encoder.output_size)
@@ -73,6 +77,11 @@ class SlotTaggerNet(nn.Module):
         self.register_buffer("blocked_tags", blocked, persistent=False)
         blocked_intents = torch.tensor([name == UNK for name in vocabs["intents"]])
         self.register_buffer("blocked_intents", blocked_intents, persistent=False)
+
+    def restore_layers(self, state_dict: dict, prefix: str = "") -> None:
+        """Rebuild the layers a checkpoint's weights bring back (an old NER checkpoint's
+        intent head), as loading it does: what ``check_resumable`` compares after."""
+        restore_intent_head(self, state_dict, prefix)
 
     def forward(
         self,

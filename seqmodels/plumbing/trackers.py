@@ -28,15 +28,18 @@ def _require(package: str, logger: str) -> None:
         ) from None
 
 
+NOT_FOLDERS = ("databricks", "databricks-uc")  # MLflow URIs without a scheme (uc: MLflow says)
+
+
 def mlflow_logger(
     run_dir: str,
-    tracking_uri: str,
+    tracking_uri: str | None,
     experiment_name: str,
     run_name: str | None = None,
     **kwargs: Any,
 ) -> MLFlowLogger:
     """Lightning's :class:`MLFlowLogger` on ``tracking_uri`` (a folder, plain or as a ``file:``
-    URI, or a server).
+    URI, a server, ``databricks``; None: ``MLFLOW_TRACKING_URI``, else ``./mlruns``).
 
     MLflow 3 refuses a local ``file:`` store unless ``MLFLOW_ALLOW_FILE_STORE`` is set (it
     steers to a database). The file store needs no database set-up and takes the parallel jobs
@@ -44,9 +47,13 @@ def mlflow_logger(
     is made an absolute ``file:`` URI first.
     """
     _require("mlflow", "mlflow")
+    if tracking_uri is None:  # MLflow's own default: MLFLOW_TRACKING_URI, else ./mlruns
+        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or "file:./mlruns"
     tracking_uri = str(tracking_uri)
     scheme = urlparse(tracking_uri).scheme
-    if len(scheme) <= 1:  # a plain folder (/tmp/mlruns, mlruns, ~/mlruns; C:\\... on Windows)
+    # A plain folder (/tmp/mlruns, mlruns, ~/mlruns; C:\\... on Windows); MLflow's scheme-less
+    # words for Databricks are no folders.
+    if len(scheme) <= 1 and tracking_uri not in NOT_FOLDERS:
         tracking_uri = Path(tracking_uri).expanduser().resolve().as_uri()
     if tracking_uri.startswith("file:"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")

@@ -61,6 +61,40 @@ def decay_groups(
     ]
 
 
+SCHEDULER_LISTS = ("base_lrs", "_last_lr", "min_lrs")  # a scheduler's values per group
+
+
+def split_one_group(
+    checkpoint: dict[str, Any], everything: list[nn.Parameter], groups: Any
+) -> None:
+    """A checkpoint whose optimizer had one group over all parameters (runs from before
+    :func:`decay_groups` applied to frozen word vectors) split into this run's ``groups``, by
+    parameter order, so it resumes: each parameter keeps its optimizer state, and takes its
+    new group's settings (weight decay)."""
+    states = checkpoint.get("optimizer_states") or []
+    if not isinstance(groups, list) or len(states) != 1:
+        return
+    state = states[0]
+    if len(state.get("param_groups", [])) != 1 or len(groups) == 1:
+        return
+    (old,) = state["param_groups"]
+    if len(old["params"]) != len(everything):  # not the layout this knows: Lightning says
+        return
+    index = {id(p): i for i, p in zip(old["params"], everything, strict=True)}
+    new = [
+        {**old, **{k: v for k, v in g.items() if k != "params"}}
+        | {"params": [index[id(p)] for p in g["params"]]}
+        for g in groups
+    ]
+    kept = {i for group in new for i in group["params"]}  # frozen parameters have no group
+    state["state"] = {i: s for i, s in state["state"].items() if i in kept}
+    state["param_groups"] = new
+    for scheduler in checkpoint.get("lr_schedulers") or []:
+        for key in SCHEDULER_LISTS:
+            if isinstance(scheduler.get(key), list) and len(scheduler[key]) == 1:
+                scheduler[key] = scheduler[key] * len(new)
+
+
 class SequenceTask(L.LightningModule):
     """Base LightningModule: a token-weighted mean loss per stage and config-built optimizers.
 
@@ -73,18 +107,27 @@ class SequenceTask(L.LightningModule):
         super().__init__()
         self.losses = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
 
+    def optimizer_params(self) -> Any:
+        """What the optimizer is built on: two groups (see :func:`decay_groups`) or all
+        parameters."""
+        optimizer_cfg = dict(self.hparams.optimizer)
+        weight_decay = optimizer_cfg.get("weight_decay", 0.0)
+        # seqmodels' own key, not the optimizer's: decay weight matrices only (see decay_groups).
+        if optimizer_cfg.get("decay_weights_only", False):
+            return decay_groups(self, weight_decay)
+        if weight_decay and never_decayed(self):  # e.g. frozen word vectors
+            return decay_groups(self, weight_decay, matrices_only=False)
+        return self.parameters()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if checkpoint.get("optimizer_states") and self.hparams.get("optimizer"):
+            split_one_group(checkpoint, list(self.parameters()), self.optimizer_params())
+
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer_cfg = dict(self.hparams.optimizer)
-        # seqmodels' own key, not the optimizer's: decay weight matrices only (see decay_groups).
-        weight_decay = optimizer_cfg.get("weight_decay", 0.0)
-        if optimizer_cfg.pop("decay_weights_only", False):
-            params: Any = decay_groups(self, weight_decay)
-        elif weight_decay and never_decayed(self):  # e.g. frozen word vectors
-            params = decay_groups(self, weight_decay, matrices_only=False)
-        else:
-            params = self.parameters()
+        optimizer_cfg.pop("decay_weights_only", None)
         # A partial, called on the groups: Hydra would turn a list of dicts into a ListConfig.
-        optimizer = instantiate(optimizer_cfg, _partial_=True)(params)
+        optimizer = instantiate(optimizer_cfg, _partial_=True)(self.optimizer_params())
         scheduler_cfg = dict(self.hparams.get("scheduler") or {})
         lightning_keys = {
             k: scheduler_cfg.pop(k)

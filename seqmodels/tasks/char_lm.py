@@ -97,6 +97,7 @@ class CharLM(CharLMNet, SequenceTask):
             checkpoint["carried_state_per_rank"] = states
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         own = own_share(self._trainer, checkpoint.get("carried_state_per_rank"))
         # moved to the batch's device in forward
         parts = list(checkpoint.get("carried_state", []) if own is None else own)

@@ -132,3 +132,29 @@ def test_annotated_text_splits_as_tag_py_does() -> None:
         ("José", unicodedata.normalize("NFD", "José")),
         ("González", unicodedata.normalize("NFD", "González")),
     ]
+
+
+def test_a_vocabulary_stored_decomposed_finds_words_typed_either_way() -> None:
+    """Files made on macOS may hold NFD words: the NFD variant of a typed word finds them."""
+    nfd = unicodedata.normalize("NFD", "José")
+    malaga = unicodedata.normalize("NFD", "Málaga")
+    tokenizer = RawTextTokenizer(["<pad>", "<unk>", nfd, "went", "to", malaga])
+    for text in (f"{nfd} went to {malaga}", "José went to Málaga"):
+        tokens = tokenizer(text)
+        assert [t.text for t in tokens] == [nfd, "went", "to", malaga]
+        assert [text[t.start : t.end] for t in tokens][1:3] == ["went", "to"]
+
+
+def test_decomposed_hangul_is_composed_and_spans_index_the_typed_text() -> None:
+    """Hangul typed as conjoining jamo (NFD; its vowels and finals are letters, not marks)
+    reads as its composed syllables; the spans still cut the jamo typed."""
+    from seqmodels.data.raw_text import split_tokens
+
+    text = (
+        "날씨 " + unicodedata.normalize("NFD", "서울 날씨") + " 가\u11a8"
+    )  # a syllable + a final jamo
+    tokens = split_tokens(text)
+    assert [t.text for t in tokens] == ["날씨", "서울", "날씨", "각"]
+    for token in tokens:
+        assert unicodedata.normalize("NFC", text[token.start : token.end]) == token.text
+    assert RawTextTokenizer(["서울", "날씨"])(text)[1].text == "서울"
