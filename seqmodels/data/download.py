@@ -157,6 +157,9 @@ def mismatch(remote: RemoteFile, digests: dict[str, str], size: int) -> str | No
     return None
 
 
+DATA_DIR_REMEDY = "point SEQMODELS_DATA_DIR (or paths.data_dir=) at a writable folder"
+
+
 def current_umask() -> int:
     """The process's umask (reading it means setting it; it is set straight back)."""
     mask = os.umask(0o022)
@@ -164,19 +167,19 @@ def current_umask() -> int:
     return mask
 
 
-def _temporary(dest: Path, what: str) -> tuple[int, Path]:
+def temporary_beside(dest: Path, what: str, remedy: str = DATA_DIR_REMEDY) -> tuple[int, Path]:
+    """A new temporary file in ``dest``'s folder (made if missing), to be renamed onto ``dest``
+    by :func:`publish`; a folder it cannot write in is one error naming ``remedy``."""
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     except OSError as err:
-        raise DatasetError(
-            f"cannot write {what} into {dest.parent} ({err}); point SEQMODELS_DATA_DIR (or "
-            "paths.data_dir=) at a writable folder"
-        ) from err
+        raise DatasetError(f"cannot write {what} into {dest.parent} ({err}); {remedy}") from err
     return fd, Path(tmp_name)
 
 
-def _publish(tmp: Path, dest: Path) -> None:
+def publish(tmp: Path, dest: Path) -> None:
+    """``tmp`` renamed onto ``dest`` (atomically), with the mode any new file gets here."""
     # mkstemp makes the file 0600; a cache may be shared, so give it the mode any new file
     # gets here (0666 less the umask), as curl or wget would.
     os.chmod(tmp, 0o666 & ~current_umask())
@@ -197,7 +200,7 @@ def download_file(
     a partial or wrong file.
     """
     remote = RemoteFile(dest.name, url, sha256, md5, size)
-    fd, tmp = _temporary(dest, f"the download of {url}")
+    fd, tmp = temporary_beside(dest, f"the download of {url}")
     try:
         sha, digest_md5, received = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
         with os.fdopen(fd, "wb") as out:
@@ -227,7 +230,7 @@ def download_file(
             )
         if not sha256 and not md5:
             log.warning("%s has no published checksum; only its size was checked", url)
-        _publish(tmp, dest)
+        publish(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     return dest
@@ -235,7 +238,7 @@ def download_file(
 
 def extract_member(archive: Path, member: str, dest: Path) -> None:
     """Copy ``member`` of a zip or tar ``archive`` to ``dest`` (streamed, then renamed)."""
-    fd, tmp = _temporary(dest, f"{member} of {archive.name}")
+    fd, tmp = temporary_beside(dest, f"{member} of {archive.name}")
     try:
         with os.fdopen(fd, "wb") as out:
             try:
@@ -254,7 +257,7 @@ def extract_member(archive: Path, member: str, dest: Path) -> None:
                     f"{' '.join(str(err).split())}); "
                     "delete the archive to download it again"
                 ) from err
-        _publish(tmp, dest)
+        publish(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
 

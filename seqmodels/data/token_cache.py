@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from seqmodels.core.errors import DatasetError
-from seqmodels.data.download import current_umask
+from seqmodels.data.download import publish, temporary_beside
 
 log = logging.getLogger(__name__)
 HASH_BLOCK = 1 << 20  # bytes read per step when hashing a text whole
@@ -130,21 +130,12 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_atomically(dest: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``dest``; rename it only when complete."""
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as err:
-        raise DatasetError(
-            f"cannot write token files into {dest.parent} ({err}); set data.cache_dir= to a "
-            "writable folder"
-        ) from err
+    """Call ``write(file)`` on a temporary file beside ``dest``; rename it only when complete
+    (with the umask's mode, as the downloads get)."""
+    fd, tmp = temporary_beside(dest, "token files", "set data.cache_dir= to a writable folder")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        # mkstemp makes the file 0600; what lands in the cache gets the umask's mode (0644
-        # under the usual 022), as the checkpoints and the downloads do.
-        os.chmod(tmp_name, 0o666 & ~current_umask())
-        os.replace(tmp_name, dest)
+        publish(tmp, dest)
     finally:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
