@@ -81,7 +81,7 @@ class ResumableDataLoader(DataLoader):
 
     def state_dict(self) -> dict[str, int]:
         state = {"batches": self._yielded}
-        if isinstance(self.sampler, EpochShuffle):
+        if isinstance(self.sampler, EpochShuffle):  # LengthBuckets too
             state["seed"] = self.sampler.seed
         return state
 

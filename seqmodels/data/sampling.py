@@ -9,6 +9,7 @@ import torch.distributed as dist
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from seqmodels.data.buckets import LengthBuckets
 from seqmodels.data.resumable import ResumableDataLoader
 
 
@@ -33,8 +34,10 @@ def split_loader(
     batch_size: int,
     num_workers: int,
     collate_fn: Callable[[list[Any]], Any] | None = None,
+    lengths: list[int] | None = None,
 ) -> DataLoader:
-    """The training loader shuffles and can resume mid-epoch (:mod:`seqmodels.data.resumable`);
+    """The training loader shuffles and can resume mid-epoch (:mod:`seqmodels.data.resumable`),
+    in batches of similar length where ``lengths`` are given (:mod:`seqmodels.data.buckets`);
     evaluation loaders keep order and see every item once (:func:`eval_sampler`)."""
     common = {
         "batch_size": batch_size,
@@ -43,5 +46,8 @@ def split_loader(
         "persistent_workers": num_workers > 0,
     }
     if train:
+        if lengths is not None:
+            sampler = LengthBuckets(lengths, batch_size)
+            return ResumableDataLoader(dataset, sampler=sampler, **common)
         return ResumableDataLoader(dataset, shuffle=True, **common)
     return DataLoader(dataset, sampler=eval_sampler(dataset), **common)

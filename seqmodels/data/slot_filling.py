@@ -91,6 +91,7 @@ class SlotFillingDataModule(L.LightningDataModule):
         unk_singletons: float = 0.0,
         lowercase_words: bool = False,
         zero_digits: bool = False,
+        bucket: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -100,6 +101,7 @@ class SlotFillingDataModule(L.LightningDataModule):
         if not 0.0 <= unk_singletons <= 1.0:
             raise ConfigError(f"data.unk_singletons must be in [0, 1], got {unk_singletons}")
         self.unk_singletons = float(unk_singletons)
+        self.bucket = bool(bucket)
         self.name, self.path, self.data_dir, self.download = name, path, data_dir, download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.min_freq, self.num_workers = min_freq, num_workers
@@ -220,10 +222,12 @@ class SlotFillingDataModule(L.LightningDataModule):
         return split_loader(self._items(split), train, batch_size, self.num_workers, collate)
 
     def train_dataloader(self) -> DataLoader:
-        if not self.unk_singletons:
+        if not self.unk_singletons and not self.bucket:
             return self._loader("train", train=True)
-        replace = self.singleton_replacement()
-        return split_loader(self._items("train"), True, self.batch_size, self.num_workers, replace)
+        replace = self.singleton_replacement() if self.unk_singletons else collate
+        lengths = [len(u.words) for u in self.splits["train"]] if self.bucket else None
+        items = self._items("train")
+        return split_loader(items, True, self.batch_size, self.num_workers, replace, lengths)
 
     def singleton_replacement(self) -> ReplaceSingletons:
         """The train collate that replaces the vocabulary's words seen once in train."""
