@@ -1,10 +1,11 @@
 """Training speed of an NER recipe with random batches against batches bucketed by length.
 
 Builds ``experiment=ner`` (or ``--experiment``) on each ``--data`` set, then times the same
-training steps (forward, backward, AdamW step) over ``--batches`` batches with
-``data.bucket=false`` and ``data.bucket=true``, alternating the two ``--repeats`` times in one
-process so that the load of a shared machine falls on both. Prints sentences per second, the
-share of padding in the batches, and the ratio bucketed / random (the median over repeats).
+training steps (forward, backward, the optimizer's step as training builds it) over
+``--batches`` batches with ``data.bucket=false`` and ``data.bucket=true``, alternating the two
+``--repeats`` times in one process so that the load of a shared machine falls on both. Prints
+sentences per second, the share of padding in the batches, and the ratio bucketed / random
+(the median over repeats).
 
     python scripts/bench_buckets.py --data wikigold,btc,wnut17 --threads 1
 """
@@ -21,6 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from seqmodels.commands.train import CONFIG_DIR, build_module
+from seqmodels.tasks.base import resolve_fused
 
 
 def one_pass(experiment: str, data: str, bucket: bool, batches: int) -> tuple[float, float]:
@@ -33,7 +35,10 @@ def one_pass(experiment: str, data: str, bucket: bool, batches: int) -> tuple[fl
     datamodule.prepare_data()
     datamodule.setup("fit")
     module = build_module(cfg, datamodule).train()
-    optimizer = torch.optim.AdamW(module.parameters(), lr=0.01)
+    params = list(module.parameters())
+    optimizer_cfg = resolve_fused(dict(module.hparams.optimizer), params)  # as training builds it
+    optimizer_cfg.pop("decay_weights_only", None)
+    optimizer = instantiate(optimizer_cfg, params=params)
     sentences = real = padded = 0
     start = time.perf_counter()
     for i, batch in enumerate(datamodule.train_dataloader()):

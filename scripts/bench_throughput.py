@@ -37,6 +37,7 @@ from lightning.pytorch.utilities import move_data_to_device
 from omegaconf import open_dict
 
 from seqmodels.commands.train import CONFIG_DIR, build_module
+from seqmodels.tasks.base import resolve_fused
 
 MODELS = {
     "char_lm": ["rnn", "lstm", "gru", "hand_lstm", "mingru", "minlstm", "transformer"],
@@ -117,7 +118,8 @@ def plain_seconds(cfg: Any, datamodule: Any, batches: list[Any], warmup: int) ->
     L.seed_everything(cfg.seed, verbose=False)
     device = torch.device("cuda" if cfg.trainer.accelerator == "gpu" else "cpu")
     module = build_module(cfg, datamodule).to(device).train()
-    optimizer_cfg = dict(module.hparams.optimizer)
+    optimizer_cfg = resolve_fused(dict(module.hparams.optimizer), list(module.parameters()))
+    optimizer_cfg.pop("decay_weights_only", None)
     optimizer = instantiate(optimizer_cfg, params=module.parameters())
     clip = cfg.trainer.get("gradient_clip_val") or 0.0
     start = 0.0

@@ -1,0 +1,64 @@
+"""task.module.optimizer.fused=null: a fused step where torch has one, the same updates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from seqmodels.tasks import CharLM
+from seqmodels.tasks.base import can_fuse, resolve_fused
+
+MODEL = {"cell": "lstm", "embedding_dim": 8, "hidden_size": 12, "num_layers": 1, "dropout": 0.0}
+
+
+def _optimizer(**cfg) -> torch.optim.Optimizer:
+    module = CharLM(vocab=list("abc"), model=MODEL, optimizer=cfg)
+    return module.configure_optimizers()["optimizer"]
+
+
+@pytest.mark.parametrize("target", ["torch.optim.AdamW", "torch.optim.Adam", "torch.optim.SGD"])
+def test_null_fuses_the_optimizers_that_can(target: str) -> None:
+    assert _optimizer(_target_=target, lr=0.01, fused=None).defaults["fused"] is True
+    assert not _optimizer(_target_=target, lr=0.01, fused=False).defaults["fused"]
+    assert not _optimizer(_target_=target, lr=0.01).defaults.get("fused")  # no key: as before
+
+
+def test_an_optimizer_without_the_option_is_built_without_it() -> None:
+    optimizer = _optimizer(_target_="torch.optim.RMSprop", lr=0.01, fused=None)
+    assert isinstance(optimizer, torch.optim.RMSprop)
+    assert resolve_fused({"_target_": "torch.optim.RMSprop", "fused": None}, []) == {
+        "_target_": "torch.optim.RMSprop"
+    }
+
+
+def test_integer_or_meta_parameters_are_not_fused() -> None:
+    cfg = {"_target_": "torch.optim.AdamW"}
+    assert can_fuse(cfg, [torch.nn.Parameter(torch.zeros(2))])
+    assert not can_fuse(cfg, [torch.nn.Parameter(torch.zeros(2, device="meta"))])
+    assert not can_fuse({"lr": 0.1}, [torch.nn.Parameter(torch.zeros(2))])  # no _target_
+
+
+def test_fused_and_plain_adamw_take_the_same_steps() -> None:
+    x = torch.tensor([[0, 1, 2, 1, 0, 2, 2, 1]])
+    weights = []
+    for fused in (None, False):
+        torch.manual_seed(0)
+        module = CharLM(
+            vocab=list("abc"),
+            model=MODEL,
+            optimizer={"_target_": "torch.optim.AdamW", "lr": 0.01, "fused": fused},
+        )
+        optimizer = module.configure_optimizers()["optimizer"]
+        for _ in range(5):
+            logits, _ = module(x)
+            loss = F.cross_entropy(logits[:, :-1].transpose(1, 2), x[:, 1:])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        weights.append(torch.cat([p.detach().flatten() for p in module.parameters()]))
+    torch.manual_seed(0)
+    untrained = CharLM(vocab=list("abc"), model=MODEL, optimizer={"_target_": "x"})
+    start = torch.cat([p.detach().flatten() for p in untrained.parameters()])
+    assert (weights[0] - start).abs().max() > 0.01  # the steps moved the weights
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)
