@@ -111,6 +111,16 @@ static inline $r minlstm_z_$s($r k_f, $r k_i) {
     $r ef = p >= q ? big : e2, ei = p >= q ? e2 : big;
     return (one + ef) / (2 * one + ef + ei);
 }
+/* Whether every unit of a step can take z = (1 + e^-k_f) / (2 + e^-k_f + e^-k_i) as it stands:
+   no -k above $lim, so nothing overflows. That form skips minlstm_z's rescaling (about a third
+   of the kernel's time measured); a step with a larger -k takes minlstm_z. */
+static inline int minlstm_plain_$s(const $r* kf, const $r* ki, const $r* bf, const $r* bi,
+                                   long H) {
+    $r worst = 0;
+    #pragma omp simd reduction(max:worst)
+    for (long j = 0; j < H; ++j) worst = MAX(worst, MAX(-(kf[j] + bf[j]), -(ki[j] + bi[j])));
+    return worst <= $lim;
+}
 void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long B, long T,
                     long H) {
     const $r* bf = bias; const $r* bi = bias + H; const $r* bu = bias + 2 * H;
@@ -119,17 +129,38 @@ void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long B, 
         for (long t = 0; t < T; ++t) {
             const $r* kf = pre + (i * T + t) * 3 * H; const $r* ki = kf + H;
             const $r* u = kf + 2 * H; $r* ht = h + (i * T + t) * H;
-            #pragma GCC ivdep  /* no step reads another j's values */
-            for (long j = 0; j < H; ++j) {
-                $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
-                $r z = minlstm_z_$s(f, n);
-                $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
-                ht[j] = prev[j] + z * (c - prev[j]);
+            if (minlstm_plain_$s(kf, ki, bf, bi, H)) {
+                #pragma GCC ivdep  /* no step reads another j's values */
+                for (long j = 0; j < H; ++j) {
+                    $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
+                    $r ef = $exp(-f), ei = $exp(-n), z = (1 + ef) / (2 + ef + ei);
+                    $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
+                    ht[j] = prev[j] + z * (c - prev[j]);
+                }
+            } else {
+                #pragma GCC ivdep
+                for (long j = 0; j < H; ++j) {
+                    $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
+                    $r z = minlstm_z_$s(f, n);
+                    $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
+                    ht[j] = prev[j] + z * (c - prev[j]);
+                }
             }
             prev = ht;
         }
     }
 }
+/* the rest of a backward step, given sigmoid(-k_f) and sigmoid(-k_i) */
+#undef MINLSTM_BWD_TAIL
+#define MINLSTM_BWD_TAIL(sf, si) \
+    $r sg = 1 / (1 + $exp(-v)), c = MAX(v + ($r)0.5, sg); \
+    $r g = gh[o + j] + carry[j], gz = g * z; \
+    /* z = sigmoid(log i - log f); d log sigmoid(k) / dk = sigmoid(-k) */ \
+    $r dd = gz * (1 - z) * (c - hp[j]); \
+    df[j] = -dd * (sf); di[j] = dd * (si); \
+    du[j] = gz * (v >= 0 ? ($r)1 : sg * (1 - sg)); \
+    acc[j] += df[j]; acc[H + j] += di[j]; acc[2 * H + j] += du[j]; \
+    carry[j] = g - gz;
 void minlstm_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, const $r* gh,
                     $r* gpre, double* gbias, $r* gh0, $r* work, long B, long T, long H) {
     const $r* bf = bias; const $r* bi = bias + H; const $r* bu = bias + 2 * H;
@@ -141,18 +172,21 @@ void minlstm_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, co
             const $r* kf = pre + 3 * o; const $r* ki = kf + H; const $r* u = kf + 2 * H;
             $r* df = gpre + 3 * o; $r* di = df + H; $r* du = df + 2 * H;
             const $r* hp = t ? h + o - H : h0 + i * H;
-            #pragma GCC ivdep  /* no step reads another j's values */
-            for (long j = 0; j < H; ++j) {
-                $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
-                $r z = minlstm_z_$s(f, n);
-                $r sg = 1 / (1 + $exp(-v)), c = MAX(v + ($r)0.5, sg);
-                $r g = gh[o + j] + carry[j], gz = g * z;
-                /* z = sigmoid(log i - log f); d log sigmoid(k) / dk = sigmoid(-k) */
-                $r dd = gz * (1 - z) * (c - hp[j]);
-                df[j] = -dd / (1 + $exp(f)); di[j] = dd / (1 + $exp(n));
-                du[j] = gz * (v >= 0 ? ($r)1 : sg * (1 - sg));
-                acc[j] += df[j]; acc[H + j] += di[j]; acc[2 * H + j] += du[j];
-                carry[j] = g - gz;
+            if (minlstm_plain_$s(kf, ki, bf, bi, H)) {
+                #pragma GCC ivdep  /* no step reads another j's values */
+                for (long j = 0; j < H; ++j) {
+                    $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
+                    $r ef = $exp(-f), ei = $exp(-n), z = (1 + ef) / (2 + ef + ei);
+                    /* sigmoid(-k) = e^-k / (1 + e^-k): no more exponentials */
+                    MINLSTM_BWD_TAIL(ef / (1 + ef), ei / (1 + ei))
+                }
+            } else {
+                #pragma GCC ivdep
+                for (long j = 0; j < H; ++j) {
+                    $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
+                    $r z = minlstm_z_$s(f, n);
+                    MINLSTM_BWD_TAIL(1 / (1 + $exp(f)), 1 / (1 + $exp(n)))
+                }
             }
         }
         for (long j = 0; j < H; ++j) gh0[i * H + j] = carry[j];
@@ -162,6 +196,6 @@ void minlstm_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, co
 """)
 # (a comparison, not fmax: fmax's rules for NaN and signed zeros keep gcc from vectorising it)
 SOURCE = "#define MAX(x, y) ((x) > (y) ? (x) : (y))\n" + "".join(
-    _BODY.substitute(s=s, r=r, exp=exp)
-    for s, r, exp in (("f32", "float", "expf"), ("f64", "double", "exp"))
+    _BODY.substitute(s=s, r=r, exp=exp, lim=lim)
+    for s, r, exp, lim in (("f32", "float", "expf", "80"), ("f64", "double", "exp", "700"))
 )

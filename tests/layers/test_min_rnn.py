@@ -308,3 +308,28 @@ def test_a_half_precision_model_runs_every_scan_in_its_own_dtype(cell, dtype) ->
         out = enc(x.to(dtype), torch.tensor([20, 9, 1]))
         assert out.dtype == dtype
         torch.testing.assert_close(out[0].float(), want[0], rtol=0, atol=0.1)
+
+
+@pytest.mark.parametrize("shift", [0.0, -70.0, -85.0, -300.0])
+def test_native_minlstm_float32_matches_float64_on_both_of_its_paths(shift: float) -> None:
+    """The float32 kernel takes the unscaled gate ratio while every -k of a step is <= 80 and
+    the rescaled one beyond; float64 switches at 700. Both gates pushed far down together (the
+    ratio of two tiny gates still matters) must give float64's states and gradients."""
+    require_native()
+    torch.manual_seed(0)
+    pre = torch.randn(2, 9, 3 * 4, dtype=torch.double)
+    pre[:, ::2, : 2 * 4] += shift  # every other step: forget and input pre-activations shifted
+    pre.requires_grad_(True)
+    bias = torch.randn(3 * 4, dtype=torch.double, requires_grad=True)
+    h0 = torch.rand(2, 4, dtype=torch.double, requires_grad=True)
+    weight = torch.randn(2, 9, 4, dtype=torch.double)
+    results = []
+    for dtype in (torch.double, torch.float):
+        args = [t.detach().to(dtype).requires_grad_(True) for t in (pre, bias, h0)]
+        h = native_scan.MinRNNLayer.apply(*args, "minlstm")
+        grads = torch.autograd.grad((h * weight.to(dtype)).sum(), args)
+        results.append([h.double(), *(g.double() for g in grads)])
+    for want, got in zip(*results, strict=True):
+        assert torch.isfinite(got).all()
+        # float32 reads a pre-activation of -300 to ~2e-5; a wrong gate ratio is off by ~0.1-1
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=2e-5)
