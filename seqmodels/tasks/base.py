@@ -48,10 +48,13 @@ def can_fuse(optimizer_cfg: dict[str, Any], params: list[nn.Parameter]) -> bool:
     """Whether the optimizer ``optimizer_cfg`` names runs fused here: one kernel per step for all
     parameters (torch's Adam, AdamW, SGD, Adagrad), which on the CPU measured makes AdamW's step
     about 5x faster, most of a step of a tagger with a large word vocabulary (docs/ner.md).
-    Only with floating-point parameters, all on the CPU or all on CUDA."""
+    Only with floating-point parameters, all on the CPU or all on CUDA, and without
+    ``foreach``/``differentiable``."""
     target = get_class(optimizer_cfg["_target_"]) if "_target_" in optimizer_cfg else None
     if target is None or "fused" not in inspect.signature(target).parameters:
         return False
+    if optimizer_cfg.get("foreach") or optimizer_cfg.get("differentiable"):
+        return False  # torch takes neither together with fused
     devices = {p.device.type for p in params}
     return (
         len(devices) == 1
@@ -60,12 +63,15 @@ def can_fuse(optimizer_cfg: dict[str, Any], params: list[nn.Parameter]) -> bool:
     )
 
 
-def resolve_fused(optimizer_cfg: dict[str, Any], params: list[nn.Parameter]) -> dict[str, Any]:
-    """``optimizer_cfg`` with ``fused: null`` made ``True`` where :func:`can_fuse`, else left to
-    the optimizer's own default (the key dropped: not every optimizer takes it)."""
+def resolve_fused(
+    optimizer_cfg: dict[str, Any], params: list[nn.Parameter], allowed: bool = True
+) -> dict[str, Any]:
+    """``optimizer_cfg`` with ``fused: null`` made ``True`` where :func:`can_fuse` (and
+    ``allowed``), else left to the optimizer's own default (the key dropped: not every
+    optimizer takes it)."""
     cfg = dict(optimizer_cfg)
     if "fused" in cfg and cfg["fused"] is None:
-        if can_fuse(cfg, params):
+        if allowed and can_fuse(cfg, params):
             cfg["fused"] = True
         else:
             cfg.pop("fused")
@@ -163,7 +169,10 @@ class SequenceTask(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer_cfg = dict(self.hparams.optimizer)
         optimizer_cfg.pop("decay_weights_only", None)
-        optimizer_cfg = resolve_fused(optimizer_cfg, list(self.parameters()))
+        # float16 AMP unscales gradients for clipping; a fused step unscales them itself, and
+        # Lightning refuses to clip its gradients: fused only without a gradient scaler
+        scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
+        optimizer_cfg = resolve_fused(optimizer_cfg, list(self.parameters()), scaler is None)
         # A partial, called on the groups: Hydra would turn a list of dicts into a ListConfig.
         optimizer = instantiate(optimizer_cfg, _partial_=True)(self.optimizer_params())
         scheduler_cfg = dict(self.hparams.get("scheduler") or {})

@@ -93,3 +93,31 @@ def test_bucketed_ner_batches_pad_far_less() -> None:
         return 1 - real / padded
 
     assert padding_share(False) > 0.4 and padding_share(True) < 0.1
+
+
+def test_ddp_processes_take_whole_batches_and_the_same_number_of_them() -> None:
+    lengths = _lengths(1003)
+    parts = [list(LengthBuckets(lengths, 16, seed=3, num_replicas=3, rank=r)) for r in range(3)]
+    assert set().union(*parts) == set(range(1003))  # every sentence, on some process
+    batches = [_batches(p, 16) for p in parts]
+    assert len({len(b) for b in batches}) == 1  # the same number of steps everywhere
+    for rank, part in enumerate(parts):
+        assert len(part) == len(LengthBuckets(lengths, 16, seed=3, num_replicas=3, rank=rank))
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for p in batches for b in p]
+    assert sum(spread) / len(spread) < 4
+
+
+def test_lightning_keeps_the_sampler_under_ddp() -> None:
+    """Lightning wraps other samplers in one that deals indices out one by one (two buckets
+    in every batch); a DistributedSampler it leaves alone."""
+    import lightning as L
+    from lightning.pytorch.trainer.states import RunningStage
+
+    loader = ResumableDataLoader(
+        list(range(64)), sampler=LengthBuckets(_lengths(64), 8, seed=1), batch_size=8
+    )
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", logger=False)
+    prepared = trainer._data_connector._prepare_dataloader(
+        loader, shuffle=False, mode=RunningStage.TRAINING
+    )
+    assert isinstance(prepared.sampler, LengthBuckets)

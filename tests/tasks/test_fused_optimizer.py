@@ -35,8 +35,44 @@ def test_an_optimizer_without_the_option_is_built_without_it() -> None:
 def test_integer_or_meta_parameters_are_not_fused() -> None:
     cfg = {"_target_": "torch.optim.AdamW"}
     assert can_fuse(cfg, [torch.nn.Parameter(torch.zeros(2))])
+    integer = torch.nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)
+    assert not can_fuse(cfg, [torch.nn.Parameter(torch.zeros(2)), integer])
     assert not can_fuse(cfg, [torch.nn.Parameter(torch.zeros(2, device="meta"))])
     assert not can_fuse({"lr": 0.1}, [torch.nn.Parameter(torch.zeros(2))])  # no _target_
+
+
+@pytest.mark.parametrize("option", ["foreach", "differentiable"])
+def test_foreach_or_differentiable_keep_the_optimizer_unfused(option: str) -> None:
+    optimizer = _optimizer(_target_="torch.optim.AdamW", lr=0.01, fused=None, **{option: True})
+    assert optimizer.defaults[option] and not optimizer.defaults["fused"]
+
+
+def test_float16_amp_with_clipping_trains_unfused() -> None:
+    """A gradient scaler (trainer.precision=16-mixed on a GPU; its plugin on the CPU here) with
+    trainer.gradient_clip_val: Lightning cannot clip a fused step's gradients."""
+    import lightning as L
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    pairs = [(torch.randint(0, 3, (8,)), torch.randint(0, 3, (8,))) for _ in range(8)]
+    module = CharLM(
+        vocab=list("abc"),
+        model={**MODEL, "cell": "hand_lstm"},
+        optimizer={"_target_": "torch.optim.AdamW", "lr": 0.003, "fused": None},
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        gradient_clip_val=5.0,
+        plugins=[MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(pairs, batch_size=4))
+    assert trainer.global_step == 2
+    assert not trainer.optimizers[0].defaults["fused"]
 
 
 def test_fused_and_plain_adamw_take_the_same_steps() -> None:
