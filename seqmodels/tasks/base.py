@@ -9,6 +9,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
+from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
 from torchmetrics import MeanMetric
@@ -169,10 +170,11 @@ class SequenceTask(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer_cfg = dict(self.hparams.optimizer)
         optimizer_cfg.pop("decay_weights_only", None)
-        # float16 AMP unscales gradients for clipping; a fused step unscales them itself, and
-        # Lightning refuses to clip its gradients: fused only without a gradient scaler
-        scaler = getattr(getattr(self._trainer, "precision_plugin", None), "scaler", None)
-        optimizer_cfg = resolve_fused(optimizer_cfg, list(self.parameters()), scaler is None)
+        # Lightning's mixed-precision plugin (bf16-mixed, 16-mixed) refuses to clip a fused
+        # step's gradients (it would unscale them itself): fused only outside it
+        plugin = getattr(self._trainer, "precision_plugin", None)
+        amp = isinstance(plugin, MixedPrecision)
+        optimizer_cfg = resolve_fused(optimizer_cfg, list(self.parameters()), not amp)
         # A partial, called on the groups: Hydra would turn a list of dicts into a ListConfig.
         optimizer = instantiate(optimizer_cfg, _partial_=True)(self.optimizer_params())
         scheduler_cfg = dict(self.hparams.get("scheduler") or {})

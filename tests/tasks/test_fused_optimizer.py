@@ -47,9 +47,10 @@ def test_foreach_or_differentiable_keep_the_optimizer_unfused(option: str) -> No
     assert optimizer.defaults[option] and not optimizer.defaults["fused"]
 
 
-def test_float16_amp_with_clipping_trains_unfused() -> None:
-    """A gradient scaler (trainer.precision=16-mixed on a GPU; its plugin on the CPU here) with
-    trainer.gradient_clip_val: Lightning cannot clip a fused step's gradients."""
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_mixed_precision_with_clipping_trains_unfused(precision: str) -> None:
+    """Lightning's mixed-precision plugin (16-mixed with a gradient scaler, as on a GPU; its
+    plugin on the CPU here; bf16-mixed) refuses to clip a fused step's gradients."""
     import lightning as L
     from lightning.pytorch.plugins.precision import MixedPrecision
 
@@ -63,7 +64,11 @@ def test_float16_amp_with_clipping_trains_unfused() -> None:
         accelerator="cpu",
         max_steps=2,
         gradient_clip_val=5.0,
-        plugins=[MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu"))],
+        plugins=[
+            MixedPrecision(precision, "cpu", torch.amp.GradScaler("cpu"))
+            if precision == "16-mixed"
+            else MixedPrecision(precision, "cpu")
+        ],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
