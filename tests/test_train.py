@@ -136,6 +136,30 @@ def test_cosine_scheduler_warms_up_then_decays(cfg_factory, tmp_path: Path) -> N
 
 
 @requires_data
+def test_inverse_decay_sgd_steps_once_an_epoch(cfg_factory, tmp_path: Path) -> None:
+    train(
+        cfg_factory(
+            "scheduler=inverse_decay",
+            "task.module.scheduler.decay=0.5",
+            "task.module.optimizer._target_=torch.optim.SGD",
+            "task.module.optimizer.lr=0.02",
+            "trainer.max_epochs=3",
+        )
+    )
+    lr = scalar_tags(tmp_path / "tensorboard")["lr"]
+    assert lr == pytest.approx([0.02] * 4 + [0.02 / 1.5] * 4 + [0.01] * 4)  # 4 batches an epoch
+
+
+def test_inverse_decay_refuses_a_negative_decay() -> None:
+    from seqmodels.core.errors import ConfigError
+    from seqmodels.tasks.schedules import InverseDecay
+
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ConfigError, match="scheduler.decay"):
+        InverseDecay(optimizer, decay=-0.1)
+
+
+@requires_data
 def test_returned_main_metric_is_the_best_epochs(cfg_factory, tmp_path: Path) -> None:
     metrics = train(cfg_factory("model=gru", "trainer.max_epochs=3"))
     per_epoch = scalar_tags(tmp_path / "tensorboard")["val/f1"][:3]

@@ -57,3 +57,19 @@ class WarmupCosine(LambdaLR):
         progress = min(1.0, (step - self.warmup_steps) / span)
         cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine
+
+
+class InverseDecay(LambdaLR):
+    """``lr / (1 + decay * epoch)``: NCRF++'s and Lample et al. 2016's SGD schedule.
+
+    Step it once per epoch (``interval: epoch``); ``decay=0.05`` halves the rate by epoch 20.
+    """
+
+    def __init__(self, optimizer: Optimizer, decay: float = 0.05, last_epoch: int = -1) -> None:
+        if not (math.isfinite(decay) and decay >= 0.0):
+            raise ConfigError(f"task.module.scheduler.decay must be a number >= 0, got {decay}")
+        self.decay = decay
+        super().__init__(optimizer, self.factor, last_epoch)
+
+    def factor(self, epoch: int) -> float:
+        return 1.0 / (1.0 + self.decay * epoch)
