@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from seqmodels.core.errors import ConfigError
 from seqmodels.metrics import SentenceAccuracy, SpanF1
 from seqmodels.metrics.span_f1 import span_types
 from seqmodels.nets.slot_tagger import SlotTaggerNet
@@ -20,6 +21,9 @@ from seqmodels.tasks.span_logging import log_test_span_report
 # The task's on_before_batch_transfer adds the char-LM inputs; any data module's batches are
 # fine with that, which Lightning cannot tell and says at every fit.
 warnings.filterwarnings("ignore", message=r"You have overridden `on_before_batch_transfer`")
+# What a training step differentiates: the loss per token (the logged loss), or summed over the
+# batch's sentences as NCRF++ and Lample et al. 2016 do for their SGD learning rates.
+LOSS_REDUCTIONS = ("token", "sum")
 
 
 class SlotTagger(SlotTaggerNet, SequenceTask):
@@ -35,6 +39,8 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
     Logs ``<stage>/loss``, span ``f1``/``precision``/``recall`` (conlleval), ``token_acc``,
     ``intent_acc`` (left out when the training data has one sentence label or none, as NER files
     do) and ``sent_acc`` (intent and every tag right). The main metric is ``val/f1``.
+    ``loss_reduction="sum"`` steps on the batch's summed loss instead of its loss per token
+    (the published SGD recipes' learning rates assume it); the logged loss stays per token.
     The epoch loss is the split's tag loss per token plus ``intent_loss_weight`` times its
     intent loss per utterance: the training loss's definition, over the whole split, so it does
     not depend on how the split is cut into batches or shared between processes.
@@ -48,10 +54,16 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
         scheduler: dict[str, Any] | None = None,
         intent_loss_weight: float = 1.0,
         decoder: str = "softmax",
+        loss_reduction: str = "token",
     ) -> None:
         super().__init__(vocabs, model, decoder)  # SequenceTask's set-up, then the layers
+        if loss_reduction not in LOSS_REDUCTIONS:
+            raise ConfigError(
+                f"task.module.loss_reduction must be one of {', '.join(LOSS_REDUCTIONS)}, "
+                f"not {loss_reduction!r}"
+            )
         self.save_hyperparameters(logger=False)
-        self.intent_loss_weight = intent_loss_weight
+        self.intent_loss_weight, self.loss_reduction = intent_loss_weight, loss_reduction
         num_tags, num_intents = len(vocabs["tags"]), len(vocabs["intents"])
         # Test counts spans per type too, for the per-type report (span_logging).
         types = span_types(self.tag_names)
@@ -87,6 +99,8 @@ class SlotTagger(SlotTaggerNet, SequenceTask):
         if stage == "train":
             # The token count from the host's lists: int(counted) would wait for the device.
             self.log_loss(stage, loss, sum(len(t) for t in batch["gold_tags"]))
+            if self.loss_reduction == "sum":  # the step follows the batch's summed loss
+                return tag_total + self.intent_loss_weight * intent_total
         else:
             self.losses[stage].update(tag_loss.detach(), weight=counted)
             self.intent_losses[stage].update(intent_loss.detach(), weight=utterances)
