@@ -150,6 +150,27 @@ def test_inverse_decay_sgd_steps_once_an_epoch(cfg_factory, tmp_path: Path) -> N
     assert lr == pytest.approx([0.02] * 4 + [0.02 / 1.5] * 4 + [0.01] * 4)  # 4 batches an epoch
 
 
+@requires_data
+def test_inverse_decay_resumed_after_a_mid_epoch_stop_takes_the_next_epochs_rate(
+    cfg_factory, tmp_path: Path
+) -> None:
+    """max_steps=6 stops in epoch 1 (4 batches an epoch), before its epoch-end step; the
+    resumed run's epoch 2 must take lr / (1 + 0.5 x 2), not epoch 1's rate again."""
+    common = (
+        "scheduler=inverse_decay",
+        "task.module.scheduler.decay=0.5",
+        "task.module.optimizer._target_=torch.optim.SGD",
+        "task.module.optimizer.lr=0.02",
+        "callbacks.early_stopping=null",
+        "test=false",
+        "trainer.max_epochs=3",
+    )
+    train(cfg_factory(*common, "trainer.max_steps=6"))
+    train(cfg_factory(*common, f"+ckpt_path={tmp_path}/checkpoints/last.ckpt"))
+    lr = scalar_tags(tmp_path / "tensorboard")["lr"]
+    assert lr == pytest.approx([0.02] * 4 + [0.02 / 1.5] * 2 + [0.01] * 4)
+
+
 def test_inverse_decay_refuses_a_negative_decay() -> None:
     from seqmodels.core.errors import ConfigError
     from seqmodels.tasks.schedules import InverseDecay

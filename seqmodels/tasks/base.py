@@ -16,6 +16,7 @@ from torchmetrics import MeanMetric
 
 # Re-exported: the layers every task builds live with the networks (seqmodels.nets).
 from seqmodels.nets.parts import ENCODER_KEYS, build_embedding, build_encoder
+from seqmodels.tasks.schedules import InverseDecay
 
 __all__ = [
     "ENCODER_KEYS",
@@ -229,6 +230,17 @@ class SequenceTask(L.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
+
+    def on_train_epoch_start(self) -> None:
+        """An epoch-stepped :class:`InverseDecay` follows the trainer's epoch: a run stopped by
+        ``max_steps`` mid-epoch resumes in the next epoch without the epoch-end step it missed."""
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            if isinstance(scheduler, InverseDecay) and scheduler.last_epoch != self.current_epoch:
+                scheduler.last_epoch = self.current_epoch - 1
+                with warnings.catch_warnings():  # "step() before optimizer.step()": on purpose
+                    warnings.simplefilter("ignore", UserWarning)
+                    scheduler.step()
 
     def on_validation_epoch_end(self) -> None:
         self._log_epoch("val")

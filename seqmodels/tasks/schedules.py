@@ -60,7 +60,7 @@ class WarmupCosine(LambdaLR):
 
 
 class InverseDecay(LambdaLR):
-    """``lr / (1 + decay * epoch)``: NCRF++'s and Lample et al. 2016's SGD schedule.
+    """``lr / (1 + decay * epoch)``: NCRF++'s and Ma and Hovy 2016's SGD schedule.
 
     Step it once per epoch (``interval: epoch``); ``decay=0.05`` halves the rate by epoch 20.
     """

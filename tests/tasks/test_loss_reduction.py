@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from seqmodels.core.errors import ConfigError
 from seqmodels.tasks import SlotTagger
-
-# a step outside a Trainer: Lightning says the train/loss it is given goes nowhere
-pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
 
 VOCABS = {
     "words": ["<pad>", "<unk>", *"abcdefg"],
@@ -42,8 +40,20 @@ def _gradients(loss_reduction: str, intent_loss_weight: float) -> tuple[list[tor
         "intents": torch.tensor([1, 2, 1]),
         "gold_tags": [["O"] * int(n) for n in lengths],
     }
+    logged = {}
+    module.log = lambda name, value, **kwargs: logged.update({name: float(value)})
     module._step(batch, "train").backward()
+    tag_total, counted = module.tag_loss_sum(*_scores_and_tags(module, batch))
+    intent = module.intent_loss_weight * F.cross_entropy(
+        module(batch["words"], batch["lengths"])[1], batch["intents"]
+    )
+    # the logged loss is per token (and per sentence for the intents) whichever is stepped on
+    assert logged["train/loss"] == pytest.approx(float(tag_total / counted + intent), rel=1e-9)
     return [p.grad.clone() for p in module.parameters() if p.grad is not None], int(lengths.sum())
+
+
+def _scores_and_tags(module: SlotTagger, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    return module(batch["words"], batch["lengths"])[0], batch["tags"]
 
 
 def test_sum_steps_on_the_batchs_summed_loss() -> None:
