@@ -57,3 +57,16 @@ def test_half_of_them_at_p_half_and_none_at_p_0_or_in_evaluation() -> None:
 def test_a_probability_outside_0_1_is_refused(p: float) -> None:
     with pytest.raises(ConfigError, match=r"data.unk_singletons must be in \[0, 1\]"):
         ConllDataModule(path=str(FIXTURE), unk_singletons=p)
+
+
+def test_with_min_freq_2_nothing_is_replaced_and_the_log_says_so(caplog) -> None:
+    module = ConllDataModule(path=str(FIXTURE), batch_size=64, unk_singletons=0.5, min_freq=2)
+    module.setup()
+    with caplog.at_level("WARNING", logger="seqmodels.data.slot_filling"):
+        module.train_dataloader()
+    assert "data.unk_singletons=0.5 replaces nothing" in caplog.text
+    assert "data.min_freq=2" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="seqmodels.data.slot_filling"):
+        data(0.5).train_dataloader()  # min_freq=1: the fixture's singletons are replaced
+    assert "replaces nothing" not in caplog.text

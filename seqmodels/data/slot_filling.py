@@ -236,6 +236,13 @@ class SlotFillingDataModule(L.LightningDataModule):
         is_singleton = torch.zeros(len(words), dtype=torch.bool)
         once = [words.stoi[w] for w, n in counts.items() if n == 1 and w in words.stoi]
         is_singleton[once] = True
+        if not once:
+            log.warning(
+                "data.unk_singletons=%g replaces nothing: no vocabulary word is seen exactly once "
+                "in train (data.min_freq=%d already reads such words as <unk>)",
+                self.unk_singletons,
+                self.min_freq,
+            )
         log.info(
             "data.unk_singletons=%g: %d of %d vocabulary words are seen once in train and become "
             "<unk> with that probability in training batches",
