@@ -12,11 +12,11 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.plugins.precision import MixedPrecision
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics import MeanMetric
 
 # Re-exported: the layers every task builds live with the networks (seqmodels.nets).
 from seqmodels.nets.parts import ENCODER_KEYS, build_embedding, build_encoder
-from seqmodels.tasks.schedules import InverseDecay
 
 __all__ = [
     "ENCODER_KEYS",
@@ -232,11 +232,13 @@ class SequenceTask(L.LightningModule):
         self._step(batch, "test")
 
     def on_train_epoch_start(self) -> None:
-        """An epoch-stepped :class:`InverseDecay` follows the trainer's epoch: a run stopped by
-        ``max_steps`` mid-epoch resumes in the next epoch without the epoch-end step it missed."""
+        """An epoch-stepped closed-form schedule (a ``LambdaLR``, e.g. ``InverseDecay``) follows
+        the trainer's epoch: a run stopped by ``max_steps`` mid-epoch resumes in the next epoch
+        without the epoch-end step Lightning never took."""
         for config in self.trainer.lr_scheduler_configs:
             scheduler = config.scheduler
-            if isinstance(scheduler, InverseDecay) and scheduler.last_epoch != self.current_epoch:
+            aligned = scheduler.last_epoch == self.current_epoch
+            if config.interval == "epoch" and isinstance(scheduler, LambdaLR) and not aligned:
                 scheduler.last_epoch = self.current_epoch - 1
                 with warnings.catch_warnings():  # "step() before optimizer.step()": on purpose
                     warnings.simplefilter("ignore", UserWarning)
