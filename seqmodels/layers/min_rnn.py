@@ -68,6 +68,7 @@ class MinCell(nn.Module):
         super().__init__()
         self.cell, self.hidden_size = cell, hidden_size
         self.linear = nn.Linear(input_size, (2 if cell == "mingru" else 3) * hidden_size)
+        self._workspace = native_scan.Workspace()  # the native form's buffer, not state
 
     def log_coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``log a_t, log b_t`` ``[B, T, H]``, computed without leaving log space (in float32
@@ -97,7 +98,12 @@ class MinCell(nn.Module):
 
     def states(self, x: Tensor, h0: Tensor | None, form: str) -> Tensor:
         """All states ``[B, T, H]`` over ``x [B, T, input]`` by a :func:`scan_form` form."""
-        if form == "native":
+        weight, bias = self.linear.weight, self.linear.bias
+        plain = x.dtype == weight.dtype == bias.dtype and x.dtype in native_scan.SUFFIX
+        if form == "native" and plain and not torch.is_autocast_enabled(x.device.type):
+            h0 = native_scan.state(h0, x, (x.size(0), self.hidden_size))
+            return native_scan.min_rnn_states(x, weight, bias, h0, self.cell, self._workspace)
+        if form == "native":  # autocast, or a dtype the kernels do not take
             pre = native_scan.project(x, self.linear.weight)  # the kernel adds the bias
             if pre.dtype not in native_scan.SUFFIX:  # autocast (precision=16/bf16)
                 pre = pre.float()

@@ -57,35 +57,34 @@ void affine_bwd_$s(const $r* a, const $r* h0, const $r* h, const $r* gh, $r* ga,
     }
 }
 /* g(v) = v + 0.5 (v >= 0), sigmoid(v) (v < 0) = max(v + 0.5, sigmoid(v)) */
-void mingru_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long B, long T,
-                   long H) {
+void mingru_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long T, long H,
+                   long r0, long r1) {
     const $r* bk = bias; const $r* bu = bias + H;
-    for (long i = 0; i < B; ++i) {
-        const $r* prev = h0 + i * H;
-        for (long t = 0; t < T; ++t) {
-            const $r* k = pre + (i * T + t) * 2 * H; const $r* u = k + H;
-            $r* ht = h + (i * T + t) * H;
-            #pragma GCC ivdep  /* no step reads another j's values */
-            for (long j = 0; j < H; ++j) {
-                $r z = 1 / (1 + $exp(-(k[j] + bk[j]))), v = u[j] + bu[j];
-                $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
-                ht[j] = prev[j] + z * (c - prev[j]);
-            }
-            prev = ht;
+    for (long r = r0; r < r1; ++r) {  /* row r = i * T + t; pre holds rows r0 .. r1 - 1 */
+        const $r* prev = r % T ? h + (r - 1) * H : h0 + (r / T) * H;
+        const $r* k = pre + (r - r0) * 2 * H; const $r* u = k + H;
+        $r* ht = h + r * H;
+        #pragma GCC ivdep  /* no step reads another j's values */
+        for (long j = 0; j < H; ++j) {
+            $r z = 1 / (1 + $exp(-(k[j] + bk[j]))), v = u[j] + bu[j];
+            $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
+            ht[j] = prev[j] + z * (c - prev[j]);
         }
     }
 }
 void mingru_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, const $r* gh,
-                   $r* gpre, double* gbias, $r* gh0, $r* work, long B, long T, long H) {
+                   $r* gpre, double* gbias, $r* gh0, $r* work, long T, long H, long r0,
+                   long r1) {
     const $r* bk = bias; const $r* bu = bias + H;
-    $r* carry = work; $r* acc = work + H;  /* (1 - z_{t+1}) g_{t+1}; this sequence's dbias */
-    for (long i = 0; i < B; ++i) {
-        for (long j = 0; j < 3 * H; ++j) work[j] = 0;
-        for (long t = T - 1; t >= 0; --t) {
-            long o = (i * T + t) * H;
-            const $r* k = pre + 2 * o; const $r* u = k + H; $r* dk = gpre + 2 * o;
+    $r* carry = work; $r* acc = work + H;  /* (1 - z_{t+1}) g_{t+1}; dbias not yet in gbias */
+    for (long j = 0; j < 2 * H; ++j) acc[j] = 0;
+    for (long r = r1 - 1; r >= r0; --r) {  /* gpre holds rows r0 .. r1 - 1 */
+        long t = r % T, o = r * H;
+        if (t == T - 1) for (long j = 0; j < H; ++j) carry[j] = 0;
+        {
+            const $r* k = pre + 2 * o; const $r* u = k + H; $r* dk = gpre + 2 * (r - r0) * H;
             $r* du = dk + H;
-            const $r* hp = t ? h + o - H : h0 + i * H;
+            const $r* hp = t ? h + o - H : h0 + (r / T) * H;
             #pragma GCC ivdep  /* no step reads another j's values */
             for (long j = 0; j < H; ++j) {
                 $r z = 1 / (1 + $exp(-(k[j] + bk[j]))), v = u[j] + bu[j];
@@ -97,8 +96,10 @@ void mingru_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, con
                 carry[j] = g - gz;
             }
         }
-        for (long j = 0; j < H; ++j) gh0[i * H + j] = carry[j];
-        for (long j = 0; j < 2 * H; ++j) gbias[j] += acc[j];
+        if (t == 0) for (long j = 0; j < H; ++j) gh0[(r / T) * H + j] = carry[j];
+        if (t == 0 || r == r0) {  /* into gbias in double, a sequence or a block at a time */
+            for (long j = 0; j < 2 * H; ++j) { gbias[j] += acc[j]; acc[j] = 0; }
+        }
     }
 }
 /* z = i / (f + i) = (1 + e_f) / (2 + e_f + e_i), e_k = exp(-k), each term scaled by exp(-m),
@@ -121,32 +122,29 @@ static inline int minlstm_plain_$s(const $r* kf, const $r* ki, const $r* bf, con
     for (long j = 0; j < H; ++j) worst = MAX(worst, MAX(-(kf[j] + bf[j]), -(ki[j] + bi[j])));
     return worst <= $lim;
 }
-void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long B, long T,
-                    long H) {
+void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long T, long H,
+                    long r0, long r1) {
     const $r* bf = bias; const $r* bi = bias + H; const $r* bu = bias + 2 * H;
-    for (long i = 0; i < B; ++i) {
-        const $r* prev = h0 + i * H;
-        for (long t = 0; t < T; ++t) {
-            const $r* kf = pre + (i * T + t) * 3 * H; const $r* ki = kf + H;
-            const $r* u = kf + 2 * H; $r* ht = h + (i * T + t) * H;
-            if (minlstm_plain_$s(kf, ki, bf, bi, H)) {
-                #pragma GCC ivdep  /* no step reads another j's values */
-                for (long j = 0; j < H; ++j) {
-                    $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
-                    $r ef = $exp(-f), ei = $exp(-n), z = (1 + ef) / (2 + ef + ei);
-                    $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
-                    ht[j] = prev[j] + z * (c - prev[j]);
-                }
-            } else {
-                #pragma GCC ivdep
-                for (long j = 0; j < H; ++j) {
-                    $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
-                    $r z = minlstm_z_$s(f, n);
-                    $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
-                    ht[j] = prev[j] + z * (c - prev[j]);
-                }
+    for (long r = r0; r < r1; ++r) {  /* row r = i * T + t; pre holds rows r0 .. r1 - 1 */
+        const $r* prev = r % T ? h + (r - 1) * H : h0 + (r / T) * H;
+        const $r* kf = pre + (r - r0) * 3 * H; const $r* ki = kf + H;
+        const $r* u = kf + 2 * H; $r* ht = h + r * H;
+        if (minlstm_plain_$s(kf, ki, bf, bi, H)) {
+            #pragma GCC ivdep  /* no step reads another j's values */
+            for (long j = 0; j < H; ++j) {
+                $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
+                $r ef = $exp(-f), ei = $exp(-n), z = (1 + ef) / (2 + ef + ei);
+                $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
+                ht[j] = prev[j] + z * (c - prev[j]);
             }
-            prev = ht;
+        } else {
+            #pragma GCC ivdep
+            for (long j = 0; j < H; ++j) {
+                $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
+                $r z = minlstm_z_$s(f, n);
+                $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
+                ht[j] = prev[j] + z * (c - prev[j]);
+            }
         }
     }
 }
@@ -162,16 +160,18 @@ void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long B, 
     acc[j] += df[j]; acc[H + j] += di[j]; acc[2 * H + j] += du[j]; \
     carry[j] = g - gz;
 void minlstm_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, const $r* gh,
-                    $r* gpre, double* gbias, $r* gh0, $r* work, long B, long T, long H) {
+                    $r* gpre, double* gbias, $r* gh0, $r* work, long T, long H, long r0,
+                    long r1) {
     const $r* bf = bias; const $r* bi = bias + H; const $r* bu = bias + 2 * H;
     $r* carry = work; $r* acc = work + H;
-    for (long i = 0; i < B; ++i) {
-        for (long j = 0; j < 4 * H; ++j) work[j] = 0;
-        for (long t = T - 1; t >= 0; --t) {
-            long o = (i * T + t) * H;
+    for (long j = 0; j < 3 * H; ++j) acc[j] = 0;
+    for (long r = r1 - 1; r >= r0; --r) {  /* gpre holds rows r0 .. r1 - 1 */
+        long t = r % T, o = r * H;
+        if (t == T - 1) for (long j = 0; j < H; ++j) carry[j] = 0;
+        {
             const $r* kf = pre + 3 * o; const $r* ki = kf + H; const $r* u = kf + 2 * H;
-            $r* df = gpre + 3 * o; $r* di = df + H; $r* du = df + 2 * H;
-            const $r* hp = t ? h + o - H : h0 + i * H;
+            $r* df = gpre + 3 * (r - r0) * H; $r* di = df + H; $r* du = df + 2 * H;
+            const $r* hp = t ? h + o - H : h0 + (r / T) * H;
             if (minlstm_plain_$s(kf, ki, bf, bi, H)) {
                 #pragma GCC ivdep  /* no step reads another j's values */
                 for (long j = 0; j < H; ++j) {
@@ -189,8 +189,10 @@ void minlstm_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, co
                 }
             }
         }
-        for (long j = 0; j < H; ++j) gh0[i * H + j] = carry[j];
-        for (long j = 0; j < 3 * H; ++j) gbias[j] += acc[j];
+        if (t == 0) for (long j = 0; j < H; ++j) gh0[(r / T) * H + j] = carry[j];
+        if (t == 0 || r == r0) {  /* into gbias in double, a sequence or a block at a time */
+            for (long j = 0; j < 3 * H; ++j) { gbias[j] += acc[j]; acc[j] = 0; }
+        }
     }
 }
 """)

@@ -1,0 +1,128 @@
+"""The native min-RNN layer runs its product and scan by blocks of rows, and keeps its
+pre-activation buffer between training steps: blocks that split sequences (and sequences that
+span blocks) give the sequential twin's states and gradients, and a buffer is reused only once
+nothing else holds it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from native_check import native_runs
+
+from seqmodels.layers import native_scan
+from seqmodels.layers.min_rnn import MIN_CELLS, MinRNNEncoder
+
+TOL = 1e-10
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 16 rows: with 13 steps a sequence, block edges fall inside sequences."""
+    monkeypatch.setattr(native_scan, "BLOCK_BYTES", 1)
+    assert native_scan._block_rows(12, 8) == 16
+
+
+def encoder(cell: str, **kwargs) -> MinRNNEncoder:
+    torch.manual_seed(0)
+    return MinRNNEncoder(cell, 5, 6, num_layers=3, **kwargs).double()
+
+
+def weighted_sum(out: torch.Tensor) -> torch.Tensor:
+    weights = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+    return (out * weights).sum()
+
+
+def grads_of(enc: MinRNNEncoder, x: torch.Tensor, h0: torch.Tensor | None, scan: str | None):
+    """Outputs, and the gradients of x, h0 (if given) and every parameter; ``scan=None``: the
+    sequential twin (every step its own node of the graph), which starts from zeros."""
+    x = x.clone().requires_grad_(True)
+    if scan is None:
+        out = enc.unroll(x, keep_gates=False).output
+        return out, torch.autograd.grad(weighted_sum(out), [x, *enc.parameters()])
+    enc.scan = scan
+    if h0 is None:
+        out = enc(x)
+        return out, torch.autograd.grad(weighted_sum(out), [x, *enc.parameters()])
+    h0 = h0.clone().requires_grad_(True)
+    out, _ = enc.run(x, h0)
+    return out, torch.autograd.grad(weighted_sum(out), [x, h0, *enc.parameters()])
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_blocks_that_split_sequences_give_the_sequential_states_and_gradients(
+    cell: str, small_blocks
+) -> None:
+    enc = encoder(cell).eval()
+    x = torch.randn(5, 13, 5, dtype=torch.double)  # 65 rows: blocks of 16, the last of 1
+    h0 = torch.rand(3, 5, 6, dtype=torch.double) - 0.5  # any sign
+    with native_runs():
+        out, grads = grads_of(enc, x, h0, "native")
+    out_loop, grads_loop = grads_of(enc, x, h0, "loop")
+    assert out.abs().max() > 0.1
+    torch.testing.assert_close(out, out_loop, rtol=0, atol=TOL)
+    for got, ref in zip(grads, grads_loop):
+        torch.testing.assert_close(got, ref, rtol=0, atol=TOL)
+    # without a gradient (one small buffer for every block), the same states
+    enc.scan = "native"
+    with torch.inference_mode(), native_runs():
+        same, _ = enc.run(x, h0)
+    torch.testing.assert_close(same, out.detach(), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_blocks_match_the_step_by_step_replay(cell: str, small_blocks) -> None:
+    enc = encoder(cell).eval()
+    x = torch.randn(4, 13, 5, dtype=torch.double)
+    with native_runs():
+        out, grads = grads_of(enc, x, None, "native")
+    out_s, grads_s = grads_of(enc, x, None, None)
+    assert out.abs().max() > 0.1
+    torch.testing.assert_close(out, out_s, rtol=0, atol=TOL)
+    for got, ref in zip(grads, grads_s):
+        torch.testing.assert_close(got, ref, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+def test_the_buffer_is_reused_only_when_nothing_else_holds_it(cell: str) -> None:
+    enc = encoder(cell, scan="native").train()
+    x = torch.randn(2, 9, 5, dtype=torch.double)
+    workspace = enc.layers[1][0]._workspace
+
+    def step():
+        enc.zero_grad(set_to_none=True)
+        enc(x).square().sum().backward()
+        return [p.grad.clone() for p in enc.parameters()]
+
+    with native_runs():
+        first = step()
+        buffer = workspace.buffer
+        second = step()
+    assert workspace.buffer is buffer  # the backward ran: taken again, not allocated
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # a graph kept alive holds its buffer: the next forward takes a new one, and the kept
+    # graph's backward still reads its own pre-activations (twice, with retain_graph)
+    kept = enc(x).square().sum()
+    held = workspace.buffer
+    enc(x * 2).square().sum().backward()
+    assert workspace.buffer is not held
+    enc.zero_grad(set_to_none=True)
+    kept.backward(retain_graph=True)
+    once = [p.grad.clone() for p in enc.parameters()]
+    enc.zero_grad(set_to_none=True)
+    kept.backward()
+    for a, b, c in zip(first, once, [p.grad for p in enc.parameters()]):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+        torch.testing.assert_close(c, a, rtol=0, atol=0)
+
+
+def test_copies_and_pickles_of_a_model_start_with_an_empty_workspace() -> None:
+    import copy
+    import pickle
+
+    enc = encoder("mingru", scan="native").train()
+    enc(torch.randn(2, 9, 5, dtype=torch.double)).sum().backward()
+    assert enc.layers[0][0]._workspace.buffer is not None
+    for clone in (copy.deepcopy(enc), pickle.loads(pickle.dumps(enc))):
+        assert clone.layers[0][0]._workspace.buffer is None
