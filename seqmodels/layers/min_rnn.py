@@ -120,6 +120,19 @@ class MinCell(nn.Module):
         return h if self.linear.weight.dtype in native_scan.SUFFIX else h.to(x.dtype)
 
 
+def _plain_norm(norm: nn.Module) -> bool:
+    """Whether the fused inference takes ``norm``: none, or a LayerNorm over the last dim with
+    its weight and bias."""
+    if isinstance(norm, nn.Identity):
+        return True
+    return (
+        isinstance(norm, nn.LayerNorm)
+        and len(norm.normalized_shape) == 1
+        and norm.weight is not None
+        and norm.bias is not None
+    )
+
+
 class MinRNNEncoder(nn.Module):
     """A stack of ``cell`` (``mingru``/``minlstm``) layers over ``[B, T, input_size]``; the same
     interface as :class:`seqmodels.layers.encoders.RNNEncoder` (``forward(x, lengths)``,
@@ -208,6 +221,8 @@ class MinRNNEncoder(nn.Module):
         record: Unrolled | None,
         keep_gates: bool = True,
     ) -> tuple[Tensor, list[Tensor]]:
+        if record is None and (fused := self._native_inference(x, state)) is not None:
+            return fused
         final = []
         for k, (cells, norm) in enumerate(zip(self.layers, self.norms)):
             inputs = norm(x)
@@ -223,6 +238,43 @@ class MinRNNEncoder(nn.Module):
                 y = self.dropout(y)
             x = x + y if self.residual and x.shape == y.shape else y
         return self.final_norm(x), final
+
+    def _native_inference(
+        self, x: Tensor, state: Tensor | None
+    ) -> tuple[Tensor, list[Tensor]] | None:
+        """The whole one-direction stack by :func:`native_scan.infer_layer` where nothing needs
+        a gradient (or dropout): each layer's kernel also adds the residual and applies the next
+        LayerNorm, row by row, so no pass over memory is left between the products. None where
+        it does not apply (the layer-by-layer path then runs)."""
+        params = list(self.parameters())
+        tensors = [x, *params] + ([state] if state is not None else [])
+        norms = [*list(self.norms)[1:], self.final_norm]
+        if (
+            self.bidirectional
+            or x.size(1) == 0
+            or scan_form(self.scan, x.device) != "native"
+            or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+            or (self.training and self.dropout.p > 0)
+            or torch.is_autocast_enabled(x.device.type)
+            or {t.dtype for t in tensors} - {x.dtype}
+            or x.dtype not in native_scan.SUFFIX
+            or not all(_plain_norm(n) for n in norms)
+        ):
+            return None
+        (batch, steps, _), hidden = x.shape, self.hidden_size
+        inp = stream = x.reshape(batch * steps, -1).contiguous()
+        final = []
+        for k, (cells, norm) in enumerate(zip(self.layers, norms)):
+            linear = cells[0].linear
+            h0 = native_scan.state(state[k] if state is not None else None, x, (batch, hidden))
+            res = stream if self.residual and stream.size(-1) == hidden else None
+            affine = (norm.weight, norm.bias, norm.eps) if isinstance(norm, nn.LayerNorm) else None
+            last = x.new_empty(batch, hidden)
+            stream, inp = native_scan.infer_layer(
+                self.cell, inp, linear.weight, linear.bias, h0, steps, res, k > 0, affine, last
+            )
+            final.append(last)
+        return inp.view(batch, steps, -1), final
 
     def _direction(
         self,

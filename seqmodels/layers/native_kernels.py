@@ -57,19 +57,21 @@ void affine_bwd_$s(const $r* a, const $r* h0, const $r* h, const $r* gh, $r* ga,
     }
 }
 /* g(v) = v + 0.5 (v >= 0), sigmoid(v) (v < 0) = max(v + 0.5, sigmoid(v)) */
+/* one step: ht from the step's pre-activations k (z, then h~) and prev (ht may be prev) */
+static inline void mingru_row_$s(const $r* k, const $r* bias, const $r* prev, $r* ht, long H) {
+    const $r* u = k + H; const $r* bk = bias; const $r* bu = bias + H;
+    #pragma GCC ivdep  /* no step reads another j's values */
+    for (long j = 0; j < H; ++j) {
+        $r z = 1 / (1 + $exp(-(k[j] + bk[j]))), v = u[j] + bu[j];
+        $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
+        ht[j] = prev[j] + z * (c - prev[j]);
+    }
+}
 void mingru_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long T, long H,
                    long r0, long r1) {
-    const $r* bk = bias; const $r* bu = bias + H;
     for (long r = r0; r < r1; ++r) {  /* row r = i * T + t; pre holds rows r0 .. r1 - 1 */
         const $r* prev = r % T ? h + (r - 1) * H : h0 + (r / T) * H;
-        const $r* k = pre + (r - r0) * 2 * H; const $r* u = k + H;
-        $r* ht = h + r * H;
-        #pragma GCC ivdep  /* no step reads another j's values */
-        for (long j = 0; j < H; ++j) {
-            $r z = 1 / (1 + $exp(-(k[j] + bk[j]))), v = u[j] + bu[j];
-            $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
-            ht[j] = prev[j] + z * (c - prev[j]);
-        }
+        mingru_row_$s(pre + (r - r0) * 2 * H, bias, prev, h + r * H, H);
     }
 }
 void mingru_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, const $r* gh,
@@ -122,32 +124,74 @@ static inline int minlstm_plain_$s(const $r* kf, const $r* ki, const $r* bf, con
     for (long j = 0; j < H; ++j) worst = MAX(worst, MAX(-(kf[j] + bf[j]), -(ki[j] + bi[j])));
     return worst <= $lim;
 }
-void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long T, long H,
-                    long r0, long r1) {
+static inline void minlstm_row_$s(const $r* kf, const $r* bias, const $r* prev, $r* ht,
+                                  long H) {
+    const $r* ki = kf + H; const $r* u = kf + 2 * H;
     const $r* bf = bias; const $r* bi = bias + H; const $r* bu = bias + 2 * H;
-    for (long r = r0; r < r1; ++r) {  /* row r = i * T + t; pre holds rows r0 .. r1 - 1 */
-        const $r* prev = r % T ? h + (r - 1) * H : h0 + (r / T) * H;
-        const $r* kf = pre + (r - r0) * 3 * H; const $r* ki = kf + H;
-        const $r* u = kf + 2 * H; $r* ht = h + r * H;
-        if (minlstm_plain_$s(kf, ki, bf, bi, H)) {
-            #pragma GCC ivdep  /* no step reads another j's values */
-            for (long j = 0; j < H; ++j) {
-                $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
-                $r ef = $exp(-f), ei = $exp(-n), z = (1 + ef) / (2 + ef + ei);
-                $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
-                ht[j] = prev[j] + z * (c - prev[j]);
-            }
-        } else {
-            #pragma GCC ivdep
-            for (long j = 0; j < H; ++j) {
-                $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
-                $r z = minlstm_z_$s(f, n);
-                $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
-                ht[j] = prev[j] + z * (c - prev[j]);
-            }
+    if (minlstm_plain_$s(kf, ki, bf, bi, H)) {
+        #pragma GCC ivdep  /* no step reads another j's values */
+        for (long j = 0; j < H; ++j) {
+            $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
+            $r ef = $exp(-f), ei = $exp(-n), z = (1 + ef) / (2 + ef + ei);
+            $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
+            ht[j] = prev[j] + z * (c - prev[j]);
+        }
+    } else {
+        #pragma GCC ivdep
+        for (long j = 0; j < H; ++j) {
+            $r f = kf[j] + bf[j], n = ki[j] + bi[j], v = u[j] + bu[j];
+            $r z = minlstm_z_$s(f, n);
+            $r c = MAX(v + ($r)0.5, 1 / (1 + $exp(-v)));
+            ht[j] = prev[j] + z * (c - prev[j]);
         }
     }
 }
+void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long T, long H,
+                    long r0, long r1) {
+    for (long r = r0; r < r1; ++r) {  /* row r = i * T + t; pre holds rows r0 .. r1 - 1 */
+        const $r* prev = r % T ? h + (r - 1) * H : h0 + (r / T) * H;
+        minlstm_row_$s(pre + (r - r0) * 3 * H, bias, prev, h + r * H, H);
+    }
+}
+/* Inference through a stack, one row at a time: the step's state into carry (the previous
+   row's state, or h0 at a sequence's first step), the last step's into last[i]; then the
+   residual stream s = res + h (h without res) into out (into y where out is NULL; out may be
+   res), and the next layer's input y = LayerNorm(s) * gamma + beta (y = s without gamma). */
+static inline void finish_row_$s(const $r* h, const $r* res, $r* out, const $r* gamma,
+                                 const $r* beta, $r eps, $r* y, long H) {
+    $r* s = out ? out : y; $r mean = 0, var = 0;
+    if (res) {
+        #pragma omp simd
+        for (long j = 0; j < H; ++j) s[j] = res[j] + h[j];
+    } else {
+        #pragma omp simd
+        for (long j = 0; j < H; ++j) s[j] = h[j];
+    }
+    if (!gamma) return;
+    #pragma omp simd reduction(+:mean)
+    for (long j = 0; j < H; ++j) mean += s[j];
+    mean /= H;
+    #pragma omp simd reduction(+:var)
+    for (long j = 0; j < H; ++j) var += (s[j] - mean) * (s[j] - mean);
+    $r rstd = 1 / $sqrt(var / H + eps);
+    #pragma omp simd
+    for (long j = 0; j < H; ++j) y[j] = (s[j] - mean) * rstd * gamma[j] + beta[j];
+}
+#define MIN_INFER(cell, K) \
+void cell##_infer_$s(const $r* pre, const $r* bias, const $r* h0, $r* carry, const $r* res, \
+                     $r* out, const $r* gamma, const $r* beta, double eps, $r* y, $r* last, \
+                     long T, long H, long r0, long r1) { \
+    for (long r = r0; r < r1; ++r) { \
+        long t = r % T, i = r / T; \
+        cell##_row_$s(pre + (r - r0) * K * H, bias, t ? carry : h0 + i * H, carry, H); \
+        if (t == T - 1) for (long j = 0; j < H; ++j) last[i * H + j] = carry[j]; \
+        finish_row_$s(carry, res ? res + r * H : 0, out ? out + r * H : 0, gamma, beta, \
+                      ($r)eps, y + r * H, H); \
+    } \
+}
+MIN_INFER(mingru, 2)
+MIN_INFER(minlstm, 3)
+#undef MIN_INFER
 /* the rest of a backward step, given sigmoid(-k_f) and sigmoid(-k_i) */
 #undef MINLSTM_BWD_TAIL
 #define MINLSTM_BWD_TAIL(sf, si) \
@@ -198,6 +242,9 @@ void minlstm_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, co
 """)
 # (a comparison, not fmax: fmax's rules for NaN and signed zeros keep gcc from vectorising it)
 SOURCE = "#define MAX(x, y) ((x) > (y) ? (x) : (y))\n" + "".join(
-    _BODY.substitute(s=s, r=r, exp=exp, lim=lim)
-    for s, r, exp, lim in (("f32", "float", "expf", "80"), ("f64", "double", "exp", "700"))
+    _BODY.substitute(s=s, r=r, exp=exp, sqrt=sqrt, lim=lim)
+    for s, r, exp, sqrt, lim in (
+        ("f32", "float", "expf", "sqrtf", "80"),
+        ("f64", "double", "exp", "sqrt", "700"),
+    )
 )

@@ -147,13 +147,14 @@ def _build() -> ctypes.CDLL | None:
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
-    p, n = ctypes.c_void_p, ctypes.c_long
+    p, n, d = ctypes.c_void_p, ctypes.c_long, ctypes.c_double
     for s in SUFFIX.values():
         getattr(lib, f"affine_fwd_{s}").argtypes = [p, p, p, p, n, n, n, ctypes.c_int]
         getattr(lib, f"affine_bwd_{s}").argtypes = [p] * 7 + [n, n, n, ctypes.c_int]
         for cell in ("mingru", "minlstm"):
             getattr(lib, f"{cell}_fwd_{s}").argtypes = [p, p, p, p, n, n, n, n]
             getattr(lib, f"{cell}_bwd_{s}").argtypes = [p] * 9 + [n, n, n, n]
+            getattr(lib, f"{cell}_infer_{s}").argtypes = [p] * 8 + [d, p, p, n, n, n, n]
     return lib
 
 
@@ -443,6 +444,57 @@ def min_rnn_states(
     rows = _block_rows(weight.size(0), x2.element_size())
     _scan_blocks(cell, x2, weight, bias, h0, h, x2.new_empty(min(rows, x2.size(0)), weight.size(0)))
     return h
+
+
+def _ptr(t: Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def infer_layer(
+    cell: str,
+    x2: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    h0: Tensor,
+    steps: int,
+    res: Tensor | None,
+    overwrite: bool,
+    norm: tuple[Tensor, Tensor, float] | None,
+    last: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """One layer of a one-direction stack without gradients, ``x2 [B*T, I]`` -> the residual
+    stream ``res + h`` (``h`` without ``res``; written over ``res`` if ``overwrite``) and the
+    next layer's input ``LayerNorm(stream)`` (``norm``: weight, bias, eps; None: the stream
+    itself), product and kernel block by block; the last step's states go to ``last [B, H]``.
+    All contiguous, one float dtype (the caller checks)."""
+    rows, width = x2.size(0), weight.size(0)
+    hidden = last.size(-1)
+    stream = res if overwrite and res is not None and res is not x2 else x2.new_empty(rows, hidden)
+    y = x2.new_empty(rows, hidden) if norm is not None else stream
+    gamma, beta, eps = norm if norm is not None else (None, None, 0.0)
+    step = _block_rows(width, x2.element_size())
+    block, carry = x2.new_empty(min(step, rows), width), x2.new_empty(hidden)
+    run, wt = kernel(f"{cell}_infer", x2.dtype), weight.t()
+    fixed = (bias.data_ptr(), h0.data_ptr(), carry.data_ptr(), _ptr(res))
+    out = stream.data_ptr() if norm is not None else None
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        torch.mm(x2[r0:r1], wt, out=block[: r1 - r0])
+        run(
+            block.data_ptr(),
+            *fixed,
+            out,
+            _ptr(gamma),
+            _ptr(beta),
+            eps,
+            y.data_ptr(),
+            last.data_ptr(),
+            steps,
+            hidden,
+            r0,
+            r1,
+        )
+    return stream, y
 
 
 class AffineScan(torch.autograd.Function):

@@ -126,3 +126,71 @@ def test_copies_and_pickles_of_a_model_start_with_an_empty_workspace() -> None:
     assert enc.layers[0][0]._workspace.buffer is not None
     for clone in (copy.deepcopy(enc), pickle.loads(pickle.dumps(enc))):
         assert clone.layers[0][0]._workspace.buffer is None
+
+
+@pytest.fixture
+def fused_layers(monkeypatch):
+    """Counts the layers the fused inference ran (a spy around the real function)."""
+    ran = []
+    real = native_scan.infer_layer
+
+    def spy(*args, **kwargs):
+        ran.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(native_scan, "infer_layer", spy)
+    return ran
+
+
+@pytest.mark.parametrize("cell", MIN_CELLS)
+@pytest.mark.parametrize("input_size", [5, 6])  # 6: the first layer has a residual too
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_fused_inference_gives_the_layer_by_layer_states(
+    cell, input_size, residual, layer_norm, small_blocks, fused_layers
+) -> None:
+    """Without a gradient, each layer's kernel adds the residual and applies the next
+    LayerNorm: the same outputs and carried states as the layer-by-layer path, the caller's
+    input untouched, and padding past a length zeroed as before."""
+    torch.manual_seed(0)
+    enc = MinRNNEncoder(
+        cell, input_size, 6, num_layers=3, residual=residual, layer_norm=layer_norm, scan="native"
+    ).double()
+    x = torch.randn(5, 13, input_size, dtype=torch.double)
+    state = torch.rand(3, 5, 6, dtype=torch.double) - 0.5
+    lengths = torch.tensor([13, 9, 4, 13, 1])
+    with torch.enable_grad():  # a parameter needs a gradient: the layer-by-layer path
+        want, want_state = enc.run(x, state)
+        want_padded = enc(x, lengths)
+    assert not fused_layers
+    kept = x.clone()
+    with torch.no_grad(), native_runs():
+        got, got_state = enc.run(x, state)
+        padded = enc(x, lengths)
+    assert fused_layers == [cell] * 6
+    assert want.abs().max() > 0.1
+    torch.testing.assert_close(got, want.detach(), rtol=0, atol=TOL)
+    torch.testing.assert_close(got_state, want_state.detach(), rtol=0, atol=TOL)
+    torch.testing.assert_close(padded, want_padded.detach(), rtol=0, atol=TOL)
+    assert torch.equal(x, kept)
+
+
+def test_fused_inference_leaves_dropout_and_two_directions_to_the_layer_by_layer_path(
+    fused_layers,
+) -> None:
+    x = torch.randn(2, 7, 5, dtype=torch.double)
+    with torch.no_grad():
+        encoder("mingru", dropout=0.5, scan="native").train()(x)  # dropout draws: not fused
+        encoder("mingru", bidirectional=True, scan="native").eval()(x)
+        assert not fused_layers
+        encoder("mingru", dropout=0.5, scan="native").eval()(x)  # eval: no dropout
+    assert len(fused_layers) == 3
+
+
+def test_float32_fused_inference_matches_float64() -> None:
+    enc = encoder("minlstm", scan="native").eval()
+    x = torch.randn(4, 300, 5, dtype=torch.double)
+    with torch.no_grad(), native_runs():
+        want = enc(x)
+        got = enc.float()(x.float())
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5)
