@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from seqmodels.layers import native_scan
+from seqmodels.layers import native_min_rnn, native_scan
 from seqmodels.layers.gates import Unrolled, reverse_within
 from seqmodels.layers.linear_scan import FORMS, linear_scan
 from seqmodels.layers.parallel_scan import g, log_g, parallel_scan, sequential_scan
@@ -68,7 +68,7 @@ class MinCell(nn.Module):
         super().__init__()
         self.cell, self.hidden_size = cell, hidden_size
         self.linear = nn.Linear(input_size, (2 if cell == "mingru" else 3) * hidden_size)
-        self._workspace = native_scan.Workspace()  # the native form's buffer, not state
+        self._workspace = native_min_rnn.Workspace()  # the native form's buffer, not state
 
     def log_coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``log a_t, log b_t`` ``[B, T, H]``, computed without leaving log space (in float32
@@ -102,7 +102,7 @@ class MinCell(nn.Module):
         plain = x.dtype == weight.dtype == bias.dtype and x.dtype in native_scan.SUFFIX
         if form == "native" and plain and not torch.is_autocast_enabled(x.device.type):
             h0 = native_scan.state(h0, x, (x.size(0), self.hidden_size))
-            return native_scan.min_rnn_states(x, weight, bias, h0, self.cell, self._workspace)
+            return native_min_rnn.min_rnn_states(x, weight, bias, h0, self.cell, self._workspace)
         if form == "native":  # autocast, or a dtype the kernels do not take
             pre = native_scan.project(x, self.linear.weight)  # the kernel adds the bias
             if pre.dtype not in native_scan.SUFFIX:  # autocast (precision=16/bf16)
@@ -242,7 +242,7 @@ class MinRNNEncoder(nn.Module):
     def _native_inference(
         self, x: Tensor, state: Tensor | None
     ) -> tuple[Tensor, list[Tensor]] | None:
-        """The whole one-direction stack by :func:`native_scan.infer_layer` where nothing needs
+        """The whole one-direction stack by :func:`native_min_rnn.infer_layer` where nothing needs
         a gradient (or dropout): each layer's kernel also adds the residual and applies the next
         LayerNorm, row by row, so no pass over memory is left between the products. None where
         it does not apply (the layer-by-layer path then runs)."""
@@ -270,7 +270,7 @@ class MinRNNEncoder(nn.Module):
             res = stream if self.residual and stream.size(-1) == hidden else None
             affine = (norm.weight, norm.bias, norm.eps) if isinstance(norm, nn.LayerNorm) else None
             last = x.new_empty(batch, hidden)
-            stream, inp = native_scan.infer_layer(
+            stream, inp = native_min_rnn.infer_layer(
                 self.cell, inp, linear.weight, linear.bias, h0, steps, res, k > 0, affine, last
             )
             final.append(last)

@@ -1,20 +1,27 @@
 """The C source of :mod:`seqmodels.layers.native_scan`'s kernels (float32 and float64 each).
 
-All take contiguous batch-major tensors and run one sequence at a time, each step a contiguous
-row of ``N`` (or ``H``) values, so the carried state stays in L1:
+All take contiguous batch-major tensors, each step a contiguous row of ``N`` (or ``H``) values,
+so the carried state stays in L1. The min-RNN kernels work on a range of rows ``r0 .. r1`` of
+the flattened ``[B*T, ...]`` sequences (row ``r`` is step ``r % T`` of sequence ``r / T``), so
+the caller can run the product and the scan block by block while a block is in cache:
 
 - ``affine_fwd``/``affine_bwd``: ``h_t = a_t h_{t-1} + b_t`` (forward or reverse in time) and
   its backward: ``g_t = dL/dh_t + a_{t+1} g_{t+1}``, ``dL/da_t = g_t h_{t-1}``,
   ``dL/db_t = g_t``, ``dL/dh0 = a_1 g_1``.
 - ``mingru_fwd``/``minlstm_fwd``: a min-RNN layer-direction from its bias-free pre-activations
-  ``pre [B, T, 2H | 3H]`` and the bias, ``h_t = h_{t-1} + z_t (g(v_t) - h_{t-1})`` with
+  ``pre [rows, 2H | 3H]`` and the bias, ``h_t = h_{t-1} + z_t (g(v_t) - h_{t-1})`` with
   ``z = sigmoid(k)`` (minGRU) or ``i / (f + i)`` (minLSTM), the equations of
-  :mod:`seqmodels.layers.min_rnn`; ``*_bwd`` recompute the gates from ``pre`` (a few
+  :mod:`seqmodels.layers.min_rnn`; ``*_bwd`` (rows from ``r1 - 1`` down to ``r0``, the carried
+  gradient kept in ``work`` between calls) recompute the gates from ``pre`` (a few
   exponentials cost less than storing and re-reading them) while the gradient runs back in time,
   ``g_t = dL/dh_t + (1 - z_{t+1}) g_{t+1}``, writing ``dL/dpre`` and summing ``dL/dbias``.
+- ``mingru_infer``/``minlstm_infer``: the forward without a gradient inside a stack: the state
+  stays in a carried row, and each row also gets the residual add and the next layer's
+  LayerNorm, written as the residual stream and the next layer's input.
 
 ``#pragma GCC ivdep`` tells gcc the steps of a row never depend on each other (the pointers do
-not overlap), so it vectorises the loops, exponentials included (libmvec, with ``MVEC``).
+not overlap, or overlap only at the same index), so it vectorises the loops, exponentials
+included (libmvec, with ``MVEC``).
 """
 
 from string import Template

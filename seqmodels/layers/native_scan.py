@@ -5,7 +5,9 @@ The kernels (:mod:`seqmodels.layers.native_kernels`): ``affine``, ``h_t = a_t h_
 and its backward, wrapped as :class:`AffineScan` (``linear_scan``'s ``native`` form); ``mingru``
 and ``minlstm``, a whole layer-direction from its bias-free pre-activations (gates, candidate and
 recurrence in one pass; the backward recomputes the gates as the gradient runs back in time),
-wrapped as :class:`MinRNNLayer`, whose projection :func:`project` runs by oneDNN.
+wrapped as :class:`MinRNNLayer`, whose projection :func:`project` runs by oneDNN (the encoder's
+float32/float64 path runs them by blocks of rows instead, :mod:`seqmodels.layers.native_min_rnn`);
+``mingru_infer``/``minlstm_infer``, the same without a gradient inside a stack.
 
 The library is built into ``$XDG_CACHE_HOME/seqmodels`` (``~/.cache/seqmodels``), named by a
 hash of the source, the compiler, its flags and the CPU, through a temporary file and an atomic
@@ -34,7 +36,6 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from seqmodels.layers.native_kernels import MVEC, SOURCE
@@ -202,7 +203,7 @@ def state(h0: Tensor | None, like: Tensor, shape: tuple[int, ...]) -> Tensor:
     return h0.to(like.dtype).contiguous()
 
 
-def _check(what: str, shapes: dict[str, tuple], want: dict[str, tuple], *tensors: Tensor):
+def check_shapes(what: str, shapes: dict[str, tuple], want: dict[str, tuple], *tensors: Tensor):
     """A ValueError unless every shape is as wanted and the tensors share a CPU dtype: the C
     code reads exactly these many values of this type from each pointer."""
     bad = {k: v for k, v in shapes.items() if tuple(v) != want[k]}
@@ -259,7 +260,7 @@ class MinRNNLayer(torch.autograd.Function):
             raise ValueError(f"MinRNNLayer: pre must be [B, T, K*H] (got {tuple(pre.shape)})")
         width = 2 if cell == "mingru" else 3
         (batch, steps, _), hidden = pre.shape, h0.size(-1)
-        _check(
+        check_shapes(
             f"MinRNNLayer({cell})",
             {"pre": pre.shape, "bias": bias.shape, "h0": h0.shape},
             {
@@ -305,198 +306,6 @@ class MinRNNLayer(torch.autograd.Function):
         return grad_pre, grad_bias.to(bias.dtype), grad_h0, None
 
 
-# About this many bytes of pre-activations per block of rows: the product writes a block and the
-# scan reads it while it is still in the core's cache (docs/new-models.md measures the sizes).
-BLOCK_BYTES = 1 << 19
-
-
-class Workspace:
-    """The pre-activation buffer of one layer-direction, kept from one training step to the next.
-
-    Training saves the pre-activations for the backward pass (which then overwrites them with
-    their gradient), so they need a whole ``[B*T, K*H]`` buffer; at long lengths that is tens of
-    MB, which glibc hands out as fresh pages from the kernel on every call, and faulting them in
-    took about as long as the product that fills them. :meth:`take` gives the same buffer back
-    once nothing else holds it (its backward has run, or its graph was dropped), else a new one.
-    Not part of the model's state: copies and pickles start empty."""
-
-    def __init__(self) -> None:
-        self.buffer: Tensor | None = None
-
-    def take(self, shape: tuple[int, int], dtype: torch.dtype) -> Tensor:
-        buf = self.buffer
-        # _use_count: references to the tensor from C++ as well (a saved variable, a view)
-        if buf is None or buf.shape != shape or buf.dtype != dtype or buf._use_count() != 1:
-            buf = self.buffer = torch.empty(shape, dtype=dtype)
-        return buf
-
-    def __deepcopy__(self, memo: dict) -> Workspace:
-        return Workspace()
-
-    def __getstate__(self) -> dict:
-        return {"buffer": None}
-
-
-def _block_rows(width: int, itemsize: int) -> int:
-    """Rows per block: about :data:`BLOCK_BYTES` of pre-activations."""
-    return max(16, BLOCK_BYTES // (width * itemsize))
-
-
-def _scan_blocks(
-    cell: str, x2: Tensor, weight: Tensor, bias: Tensor, h0: Tensor, h: Tensor, out: Tensor
-) -> None:
-    """``h`` from ``x2 [B*T, I]``, block by block of rows: the block's ``x W^T`` into ``out``
-    (rows of the whole pre-activations, or one block's buffer used again), then the kernel
-    over those rows while they are still in cache."""
-    rows, (width, hidden), steps = x2.size(0), (weight.size(0), h.size(-1)), h.size(1)
-    step = _block_rows(width, x2.element_size())
-    run, wt = kernel(f"{cell}_fwd", x2.dtype), weight.t()
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        block = out[r0:r1] if out.size(0) == rows else out[: r1 - r0]
-        torch.mm(x2[r0:r1], wt, out=block)
-        run(block.data_ptr(), bias.data_ptr(), h0.data_ptr(), h.data_ptr(), steps, hidden, r0, r1)
-
-
-def _checked(x: Tensor, weight: Tensor, bias: Tensor, h0: Tensor, cell: str):
-    """Contiguous ``x [B*T, I]``, weight, bias, h0 after the shape and dtype checks, and
-    ``(B, T, H)``."""
-    if x.dim() != 3 or cell not in ("mingru", "minlstm"):
-        raise ValueError(f"min-RNN layer: x must be [B, T, I] (got {tuple(x.shape)})")
-    (batch, steps, size), width = x.shape, 2 if cell == "mingru" else 3
-    hidden = weight.size(0) // width
-    _check(
-        f"min-RNN layer({cell})",
-        {"weight": weight.shape, "bias": bias.shape, "h0": h0.shape},
-        {"weight": (width * hidden, size), "bias": (width * hidden,), "h0": (batch, hidden)},
-        x,
-        weight,
-        bias,
-        h0,
-    )
-    parts = (t.contiguous() for t in (x.reshape(batch * steps, size), weight, bias, h0))
-    return *parts, (batch, steps, hidden)
-
-
-class ProjectedMinRNN(torch.autograd.Function):
-    """One min-RNN layer-direction from its input: ``x [B, T, I]``, ``weight [K*H, I]``,
-    ``bias [K*H]``, ``h0 [B, H]`` -> all states ``h [B, T, H]``. The product and the scan run
-    block by block (:func:`_scan_blocks`) into the ``workspace`` buffer, which the backward
-    reads; the backward runs by blocks of rows too, from the last: the kernel writes a block's
-    ``dL/dpre`` into a small buffer, then ``dx = dpre W`` and ``dW += dpre^T x`` read it while
-    it is still in cache."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, h0, cell: str, workspace: Workspace) -> Tensor:
-        x2, weight, bias, h0, (batch, steps, hidden) = _checked(x, weight, bias, h0, cell)
-        h = x2.new_empty(batch, steps, hidden)
-        pre = workspace.take((batch * steps, weight.size(0)), x2.dtype)
-        _scan_blocks(cell, x2, weight, bias, h0, h, pre)
-        ctx.cell = cell
-        ctx.save_for_backward(x2, weight, bias, h0, h, pre)
-        return h
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: Tensor):
-        x2, weight, bias, h0, h, pre = ctx.saved_tensors
-        (batch, steps, hidden), grad = h.shape, grad.contiguous()
-        (rows, width), need_x, need_w = pre.shape, *ctx.needs_input_grad[:2]
-        grad_x = x2.new_empty(rows, x2.size(1)) if need_x else None
-        grad_w = torch.zeros_like(weight) if need_w else None
-        grad_bias = torch.zeros(bias.shape, dtype=torch.float64)
-        grad_h0, work = torch.empty_like(h0), h0.new_empty(hidden + width)  # carry; dbias
-        step = _block_rows(width, pre.element_size())
-        grad_pre = pre.new_empty(min(step, rows), width)
-        run = kernel(f"{ctx.cell}_bwd", pre.dtype)
-        fixed = [t.data_ptr() for t in (pre, bias, h0, h, grad)]
-        for r1 in range(rows, 0, -step):  # the carried gradient runs back from the last row
-            r0 = max(0, r1 - step)
-            block = grad_pre[: r1 - r0]
-            run(
-                *fixed,
-                block.data_ptr(),
-                grad_bias.data_ptr(),
-                grad_h0.data_ptr(),
-                work.data_ptr(),
-                steps,
-                hidden,
-                r0,
-                r1,
-            )
-            if grad_x is not None:
-                torch.mm(block, weight, out=grad_x[r0:r1])
-            if grad_w is not None:
-                grad_w.addmm_(block.t(), x2[r0:r1])
-        grad_x = grad_x.view(batch, steps, -1) if grad_x is not None else None
-        return grad_x, grad_w, grad_bias.to(bias.dtype), grad_h0, None, None
-
-
-def min_rnn_states(
-    x: Tensor, weight: Tensor, bias: Tensor, h0: Tensor, cell: str, workspace: Workspace
-) -> Tensor:
-    """All states of one min-RNN layer-direction from its input (see :class:`ProjectedMinRNN`);
-    without a gradient to compute, the blocks share one small buffer and nothing is saved."""
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, weight, bias, h0)):
-        return ProjectedMinRNN.apply(x, weight, bias, h0, cell, workspace)
-    x2, weight, bias, h0, (batch, steps, hidden) = _checked(x, weight, bias, h0, cell)
-    h = x2.new_empty(batch, steps, hidden)
-    rows = _block_rows(weight.size(0), x2.element_size())
-    _scan_blocks(cell, x2, weight, bias, h0, h, x2.new_empty(min(rows, x2.size(0)), weight.size(0)))
-    return h
-
-
-def _ptr(t: Tensor | None) -> int | None:
-    return None if t is None else t.data_ptr()
-
-
-def infer_layer(
-    cell: str,
-    x2: Tensor,
-    weight: Tensor,
-    bias: Tensor,
-    h0: Tensor,
-    steps: int,
-    res: Tensor | None,
-    overwrite: bool,
-    norm: tuple[Tensor, Tensor, float] | None,
-    last: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """One layer of a one-direction stack without gradients, ``x2 [B*T, I]`` -> the residual
-    stream ``res + h`` (``h`` without ``res``; written over ``res`` if ``overwrite``) and the
-    next layer's input ``LayerNorm(stream)`` (``norm``: weight, bias, eps; None: the stream
-    itself), product and kernel block by block; the last step's states go to ``last [B, H]``.
-    All contiguous, one float dtype (the caller checks)."""
-    rows, width = x2.size(0), weight.size(0)
-    hidden = last.size(-1)
-    stream = res if overwrite and res is not None and res is not x2 else x2.new_empty(rows, hidden)
-    y = x2.new_empty(rows, hidden) if norm is not None else stream
-    gamma, beta, eps = norm if norm is not None else (None, None, 0.0)
-    step = _block_rows(width, x2.element_size())
-    block, carry = x2.new_empty(min(step, rows), width), x2.new_empty(hidden)
-    run, wt = kernel(f"{cell}_infer", x2.dtype), weight.t()
-    fixed = (bias.data_ptr(), h0.data_ptr(), carry.data_ptr(), _ptr(res))
-    out = stream.data_ptr() if norm is not None else None
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        torch.mm(x2[r0:r1], wt, out=block[: r1 - r0])
-        run(
-            block.data_ptr(),
-            *fixed,
-            out,
-            _ptr(gamma),
-            _ptr(beta),
-            eps,
-            y.data_ptr(),
-            last.data_ptr(),
-            steps,
-            hidden,
-            r0,
-            r1,
-        )
-    return stream, y
-
-
 class AffineScan(torch.autograd.Function):
     """``h_t = a_t h_{t-1} + b_t`` over ``a, b [B, T, N]``, ``h0 [B, N]`` (``reverse``: from
     step T down to 1, ``h0`` the state after step T)."""
@@ -508,7 +317,7 @@ class AffineScan(torch.autograd.Function):
             raise ValueError(f"AffineScan: b must be [B, T, N] (got {tuple(b.shape)})")
         batch, steps, n = b.shape
         want = {"a": tuple(b.shape), "b": tuple(b.shape), "h0": (batch, n)}
-        _check("AffineScan", {"a": a.shape, "b": b.shape, "h0": h0.shape}, want, a, b, h0)
+        check_shapes("AffineScan", {"a": a.shape, "b": b.shape, "h0": h0.shape}, want, a, b, h0)
         h = torch.empty_like(b)
         kernel("affine_fwd", b.dtype)(
             a.data_ptr(), b.data_ptr(), h0.data_ptr(), h.data_ptr(), batch, steps, n, reverse

@@ -9,7 +9,7 @@ import pytest
 import torch
 from native_check import native_runs
 
-from seqmodels.layers import native_scan
+from seqmodels.layers import native_min_rnn
 from seqmodels.layers.min_rnn import MIN_CELLS, MinRNNEncoder
 
 TOL = 1e-10
@@ -19,8 +19,8 @@ pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of 16 rows: with 13 steps a sequence, block edges fall inside sequences."""
-    monkeypatch.setattr(native_scan, "BLOCK_BYTES", 1)
-    assert native_scan._block_rows(12, 8) == 16
+    monkeypatch.setattr(native_min_rnn, "BLOCK_BYTES", 1)
+    assert native_min_rnn._block_rows(12, 8) == 16
 
 
 def encoder(cell: str, **kwargs) -> MinRNNEncoder:
@@ -132,13 +132,13 @@ def test_copies_and_pickles_of_a_model_start_with_an_empty_workspace() -> None:
 def fused_layers(monkeypatch):
     """Counts the layers the fused inference ran (a spy around the real function)."""
     ran = []
-    real = native_scan.infer_layer
+    real = native_min_rnn.infer_layer
 
     def spy(*args, **kwargs):
         ran.append(args[0])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(native_scan, "infer_layer", spy)
+    monkeypatch.setattr(native_min_rnn, "infer_layer", spy)
     return ran
 
 
