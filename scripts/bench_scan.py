@@ -76,7 +76,7 @@ def plot(results: list[dict], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4), dpi=100)
+    fig = Figure(figsize=(12, 4), dpi=100)
     FigureCanvasAgg(fig)
     for k, mode in enumerate(("train", "infer")):
         ax = fig.add_subplot(1, 2, k + 1)
@@ -91,7 +91,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_ylabel("tokens per second")
         ax.set_title("training (forward + backward)" if mode == "train" else "inference")
         ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside, not on, the lines
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
