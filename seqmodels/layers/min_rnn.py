@@ -70,6 +70,12 @@ class MinCell(nn.Module):
         self.linear = nn.Linear(input_size, (2 if cell == "mingru" else 3) * hidden_size)
         self._workspace = native_min_rnn.Workspace()  # the native form's buffer, not state
 
+    def train(self, mode: bool = True) -> MinCell:
+        """As nn.Module's; ``eval()`` also lets the training buffer go."""
+        if not mode:
+            self._workspace.buffer = None
+        return super().train(mode)
+
     def log_coefficients(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``log a_t, log b_t`` ``[B, T, H]``, computed without leaving log space (in float32
         at least: a cumulative sum over thousands of steps in half precision drifts)."""
@@ -121,12 +127,14 @@ class MinCell(nn.Module):
 
 
 def _plain_norm(norm: nn.Module) -> bool:
-    """Whether the fused inference takes ``norm``: none, or a LayerNorm over the last dim with
-    its weight and bias."""
-    if isinstance(norm, nn.Identity):
+    """Whether the fused inference may stand in for ``norm``: none, or a plain LayerNorm over
+    the last dim with its weight and bias, and no hooks to call (the kernel runs no module)."""
+    if norm._forward_hooks or norm._forward_pre_hooks:
+        return False
+    if type(norm) is nn.Identity:
         return True
     return (
-        isinstance(norm, nn.LayerNorm)
+        type(norm) is nn.LayerNorm
         and len(norm.normalized_shape) == 1
         and norm.weight is not None
         and norm.bias is not None
@@ -251,6 +259,7 @@ class MinRNNEncoder(nn.Module):
         norms = [*list(self.norms)[1:], self.final_norm]
         if (
             self.bidirectional
+            or x.size(0) == 0
             or x.size(1) == 0
             or scan_form(self.scan, x.device) != "native"
             or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
@@ -262,7 +271,7 @@ class MinRNNEncoder(nn.Module):
         ):
             return None
         (batch, steps, _), hidden = x.shape, self.hidden_size
-        inp = stream = x.reshape(batch * steps, -1).contiguous()
+        inp = stream = x.reshape(batch * steps, x.size(-1)).contiguous()
         final = []
         for k, (cells, norm) in enumerate(zip(self.layers, norms)):
             linear = cells[0].linear
@@ -274,7 +283,7 @@ class MinRNNEncoder(nn.Module):
                 self.cell, inp, linear.weight, linear.bias, h0, steps, res, k > 0, affine, last
             )
             final.append(last)
-        return inp.view(batch, steps, -1), final
+        return inp.view(batch, steps, self.output_size), final
 
     def _direction(
         self,

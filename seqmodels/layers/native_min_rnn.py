@@ -24,28 +24,46 @@ BLOCK_BYTES = 1 << 19
 class Workspace:
     """The pre-activation buffer of one layer-direction, kept from one training step to the next.
 
-    Training saves the pre-activations for the backward pass (which then overwrites them with
-    their gradient), so they need a whole ``[B*T, K*H]`` buffer; at long lengths that is tens of
-    MB, which glibc hands out as fresh pages from the kernel on every call, and faulting them in
-    took about as long as the product that fills them. :meth:`take` gives the same buffer back
-    once nothing else holds it (its backward has run, or its graph was dropped), else a new one.
-    Not part of the model's state: copies and pickles start empty."""
+    Training saves the pre-activations for the backward pass, so they need a whole
+    ``[B*T, K*H]`` buffer; at long lengths that is tens of MB, which glibc hands out as fresh
+    pages from the kernel on every call, and faulting them in took about as long as the product
+    that fills them. :meth:`take` gives a view of the same storage back (grown when a batch
+    needs more) once nothing else holds it: its backward has run or its graph was dropped.
+    Where saved-tensor hooks are active (``torch.utils.checkpoint``, ``save_on_cpu``), which
+    may keep the tensor by a reference that count cannot see, it allocates a new buffer each
+    time. Not part of the model's state: copies, pickles and a model put in ``eval()`` start
+    empty."""
 
     def __init__(self) -> None:
         self.buffer: Tensor | None = None
 
     def take(self, shape: tuple[int, int], dtype: torch.dtype) -> Tensor:
+        size = shape[0] * shape[1]
+        if _hooks_active():
+            return torch.empty(shape, dtype=dtype)
         buf = self.buffer
-        # _use_count: references to the tensor from C++ as well (a saved variable, a view)
-        if buf is None or buf.shape != shape or buf.dtype != dtype or buf._use_count() != 1:
-            buf = self.buffer = torch.empty(shape, dtype=dtype)
-        return buf
+        if buf is None or buf.dtype != dtype or buf.numel() < size or not _unheld(buf):
+            buf = self.buffer = torch.empty(size, dtype=dtype)
+        return buf[:size].view(shape)
 
     def __deepcopy__(self, memo: dict) -> Workspace:
         return Workspace()
 
     def __getstate__(self) -> dict:
         return {"buffer": None}
+
+
+def _hooks_active() -> bool:
+    """Whether saved-tensor hooks are on (True where this torch cannot say)."""
+    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    return top is None or top(False) is not None
+
+
+def _unheld(buf: Tensor) -> bool:
+    """Whether ``buf``'s storage is held by ``buf`` alone: no view of it (a saved variable, a
+    retained graph) is alive. The count includes the storage object made to ask."""
+    count = getattr(torch._C, "_storage_Use_Count", None)
+    return count is not None and count(buf.untyped_storage()._cdata) == 2
 
 
 def _block_rows(width: int, itemsize: int) -> int:
@@ -139,7 +157,7 @@ class ProjectedMinRNN(torch.autograd.Function):
                 torch.mm(block, weight, out=grad_x[r0:r1])
             if grad_w is not None:
                 grad_w.addmm_(block.t(), x2[r0:r1])
-        grad_x = grad_x.view(batch, steps, -1) if grad_x is not None else None
+        grad_x = grad_x.view(batch, steps, x2.size(1)) if grad_x is not None else None
         return grad_x, grad_w, grad_bias.to(bias.dtype), grad_h0, None, None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from native_check import native_runs
+from torch.utils.checkpoint import checkpoint
 
 from seqmodels.layers import native_min_rnn
 from seqmodels.layers.min_rnn import MIN_CELLS, MinRNNEncoder
@@ -194,3 +195,83 @@ def test_float32_fused_inference_matches_float64() -> None:
         want = enc(x)
         got = enc.float()(x.float())
     torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-5)
+
+
+def _two_calls_grads(enc: MinRNNEncoder, scan: str, around) -> list[torch.Tensor]:
+    """Parameter gradients of one graph that runs the encoder on two inputs, inside
+    ``around`` (a context manager, or a function of the graph for checkpoint)."""
+    torch.manual_seed(3)
+    x1, x2 = torch.randn(2, 9, 5, dtype=torch.double), torch.randn(2, 9, 5, dtype=torch.double)
+    enc.scan = scan
+    enc.zero_grad(set_to_none=True)
+
+    def graph(a, b):
+        return enc(a).square().sum() + (enc(b) * 3).sin().sum()
+
+    loss = around(graph, x1, x2)
+    loss.backward()
+    return [p.grad.clone() for p in enc.parameters()]
+
+
+def _hooked(hooks):
+    def run(graph, a, b):
+        with hooks():
+            return graph(a, b)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "around",
+    [
+        lambda graph, a, b: graph(a, b),
+        _hooked(lambda: torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t)),
+        _hooked(torch.autograd.graph.save_on_cpu),
+        lambda graph, a, b: checkpoint(graph, a, b, use_reentrant=False),
+    ],
+    ids=["plain", "identity-hooks", "save_on_cpu", "checkpoint"],
+)
+def test_a_buffer_a_saved_tensor_hook_keeps_is_never_taken_again(around) -> None:
+    """Hooks may keep the saved pre-activations by a Python reference alone: the second call
+    must not write over the first call's buffer before its backward has read it."""
+    enc = encoder("mingru").train()
+    with native_runs():
+        got = _two_calls_grads(enc, "native", around)
+    want = _two_calls_grads(enc, "loop", around)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=0, atol=TOL)
+
+
+def test_one_buffer_serves_batches_of_any_length_and_eval_lets_it_go() -> None:
+    enc = encoder("minlstm", scan="native").train()
+    workspace = enc.layers[2][0]._workspace
+    with native_runs():
+        enc(torch.randn(3, 20, 5, dtype=torch.double)).sum().backward()
+        storage = workspace.buffer.untyped_storage().data_ptr()
+        for steps in (20, 7, 13, 1):  # shorter batches: a view of the same storage
+            enc(torch.randn(3, steps, 5, dtype=torch.double)).sum().backward()
+            assert workspace.buffer.untyped_storage().data_ptr() == storage
+        enc(torch.randn(3, 21, 5, dtype=torch.double)).sum().backward()  # longer: grows
+        assert workspace.buffer.numel() == 3 * 21 * 3 * 6
+    enc.eval()
+    assert workspace.buffer is None
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_an_empty_batch_gives_empty_outputs(grad: bool) -> None:
+    enc = encoder("mingru", scan="native").eval()
+    x = torch.randn(0, 5, 5, dtype=torch.double, requires_grad=grad)
+    with torch.set_grad_enabled(grad):
+        out = enc(x)
+        if grad:
+            out.sum().backward()
+    assert out.shape == (0, 5, 6)
+
+
+def test_hooks_on_a_norm_keep_the_fused_inference_away(fused_layers) -> None:
+    enc = encoder("mingru", scan="native").eval()
+    seen = []
+    enc.final_norm.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    with torch.no_grad():
+        enc(torch.randn(2, 7, 5, dtype=torch.double))
+    assert not fused_layers and seen == [(2, 7, 6)]
