@@ -62,6 +62,24 @@ def test_a_cpu_budget_stops_training_once_the_process_has_used_it(
         CPUTimeBudget(seconds=0)
 
 
+def test_a_cpu_budget_stops_within_the_first_epoch_whatever_min_epochs_says(
+    cfg_factory, one_thread, caplog, tmp_path
+) -> None:
+    """The long-range tasks' epoch is 500 steps: trainer.min_epochs=1 must not carry a run
+    past its budget to the end of it."""
+    cfg = cfg_factory("task=long_range", "data.length=400", "data.eval_batches=1")
+    cfg.callbacks.cpu_budget.seconds = 2
+    cfg.trainer.update(min_epochs=1, max_epochs=3, limit_train_batches=None)
+    with caplog.at_level(logging.INFO):
+        metrics = train(cfg)
+    stops = [r.getMessage() for r in caplog.records if "CPU budget of 2 s used" in r.getMessage()]
+    assert len(stops) == 1, stops
+    step = int(stops[0].split("at step ")[1].split(":")[0])
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert step == last["global_step"] < 500  # stopped where the budget ran out
+    assert "test/loss" in metrics  # and the run still ends with its test
+
+
 @requires_data
 def test_cli_run_shorter_than_an_epoch_exits_cleanly(tmp_path: Path) -> None:
     """The command from the issue: fewer steps than an epoch, no validation ever reached."""

@@ -18,8 +18,9 @@ class CPUTimeBudget(L.Callback):
     (``time.process_time``: every thread of the process, validation included) counts only the
     work the run did, so models given the same budget on a busy machine get the same compute.
     With ``num_threads=1`` it equals the wall time the run would take on an idle core. The check
-    runs after each training step; under DDP the processes decide together (any one over its
-    budget stops all). A resumed run starts a new budget. ``seconds=None`` sets no limit.
+    runs after each training step, and stops within the epoch whatever ``trainer.min_epochs`` and
+    ``min_steps`` say; under DDP the processes decide together (any one over its budget stops
+    all). A resumed run starts a new budget. ``seconds=None`` sets no limit.
     """
 
     def __init__(self, seconds: float | None = None) -> None:
@@ -43,6 +44,11 @@ class CPUTimeBudget(L.Callback):
         over = trainer.strategy.reduce_boolean_decision(self.used() >= self.seconds, all=False)
         if over and not trainer.should_stop:
             trainer.should_stop = True
+            # a budget is a limit, not early stopping: trainer.min_epochs (1 by default) and
+            # min_steps would otherwise run on to the end of the epoch, far past the budget
+            # where an epoch is long (the long-range tasks' 500 steps)
+            trainer.fit_loop.min_epochs = 0
+            trainer.fit_loop.epoch_loop.min_steps = None
             rank_zero_info(
                 f"CPU budget of {self.seconds:g} s used at step {trainer.global_step}: stopping"
             )
