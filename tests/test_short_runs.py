@@ -7,6 +7,7 @@ import math
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from conftest import requires_data
@@ -67,7 +68,7 @@ def test_a_cpu_budget_stops_within_the_first_epoch_whatever_min_epochs_says(
 ) -> None:
     """The long-range tasks' epoch is 500 steps: trainer.min_epochs=1 must not carry a run
     past its budget to the end of it."""
-    cfg = cfg_factory("task=long_range", "data.length=400", "data.eval_batches=1")
+    cfg = cfg_factory("task=long_range", "data.length=1000", "data.eval_batches=1")
     cfg.callbacks.cpu_budget.seconds = 2
     cfg.trainer.update(min_epochs=1, max_epochs=3, limit_train_batches=None)
     with caplog.at_level(logging.INFO):
@@ -78,6 +79,52 @@ def test_a_cpu_budget_stops_within_the_first_epoch_whatever_min_epochs_says(
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert step == last["global_step"] < 500  # stopped where the budget ran out
     assert "test/loss" in metrics  # and the run still ends with its test
+
+
+class _CPUSteps(L.LightningModule):
+    """5 ms of CPU a step; validation logs a metric that never improves."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, _):
+        start = time.process_time()
+        while time.process_time() - start < 0.005:
+            pass
+        return self.lin(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, _):
+        self.log("val", torch.tensor(1.0))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def test_a_cpu_budget_stops_even_after_early_stopping_asked_first(one_thread) -> None:
+    """Early stopping signals first, trainer.min_epochs=1 holds training open; the budget must
+    still end it within the epoch of 500 steps."""
+    from lightning.pytorch.callbacks import EarlyStopping
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from seqmodels.callbacks import CPUTimeBudget
+
+    def loader(n: int) -> DataLoader:
+        return DataLoader(TensorDataset(torch.randn(n, 4)), batch_size=1)
+
+    trainer = L.Trainer(
+        min_epochs=1,
+        max_epochs=3,
+        val_check_interval=10,
+        limit_val_batches=1,
+        callbacks=[EarlyStopping("val", patience=0), CPUTimeBudget(seconds=0.3)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(_CPUSteps(), loader(500), loader(1))
+    assert 20 <= trainer.global_step < 200  # the budget is about 60 steps; the epoch 500
 
 
 @requires_data

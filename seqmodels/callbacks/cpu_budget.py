@@ -30,25 +30,29 @@ class CPUTimeBudget(L.Callback):
             )
         self.seconds = seconds
         self._start = 0.0
+        self._stopped = False
 
     def used(self) -> float:
         """CPU seconds the process has used since ``fit`` began."""
         return time.process_time() - self._start
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.process_time()
+        self._start, self._stopped = time.process_time(), False
 
     def on_train_batch_end(self, trainer: L.Trainer, *_args: Any) -> None:
         if self.seconds is None:
             return
         over = trainer.strategy.reduce_boolean_decision(self.used() >= self.seconds, all=False)
-        if over and not trainer.should_stop:
-            trainer.should_stop = True
-            # a budget is a limit, not early stopping: trainer.min_epochs (1 by default) and
-            # min_steps would otherwise run on to the end of the epoch, far past the budget
-            # where an epoch is long (the long-range tasks' 500 steps)
-            trainer.fit_loop.min_epochs = 0
-            trainer.fit_loop.epoch_loop.min_steps = None
+        if not over:
+            return
+        # a budget is a limit, not early stopping: trainer.min_epochs (1 by default) and
+        # min_steps would otherwise run on to the end of the epoch, far past the budget where
+        # an epoch is long (the long-range tasks' 500 steps), also when another callback (early
+        # stopping) asked to stop first
+        trainer.fit_loop.min_epochs = 0
+        trainer.fit_loop.epoch_loop.min_steps = None
+        if not self._stopped:
+            self._stopped = trainer.should_stop = True
             rank_zero_info(
                 f"CPU budget of {self.seconds:g} s used at step {trainer.global_step}: stopping"
             )

@@ -31,6 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+from torch.nn.modules import module as torch_module  # where global forward hooks live
 
 from seqmodels.layers import native_min_rnn, native_scan
 from seqmodels.layers.gates import Unrolled, reverse_within
@@ -126,11 +127,18 @@ class MinCell(nn.Module):
         return h if self.linear.weight.dtype in native_scan.SUFFIX else h.to(x.dtype)
 
 
+def _hooked(module: nn.Module) -> bool:
+    """Whether calling ``module`` would run a forward hook of its own or a global one: the fused
+    inference, which runs no module, must leave it to the layer-by-layer path."""
+    global_hooks = getattr(torch_module, "_global_forward_hooks", {}) or getattr(
+        torch_module, "_global_forward_pre_hooks", {}
+    )
+    return bool(module._forward_hooks or module._forward_pre_hooks or global_hooks)
+
+
 def _plain_norm(norm: nn.Module) -> bool:
     """Whether the fused inference may stand in for ``norm``: none, or a plain LayerNorm over
-    the last dim with its weight and bias, and no hooks to call (the kernel runs no module)."""
-    if norm._forward_hooks or norm._forward_pre_hooks:
-        return False
+    the last dim with its weight and bias."""
     if type(norm) is nn.Identity:
         return True
     return (
@@ -257,6 +265,7 @@ class MinRNNEncoder(nn.Module):
         params = list(self.parameters())
         tensors = [x, *params] + ([state] if state is not None else [])
         norms = [*list(self.norms)[1:], self.final_norm]
+        modules = [*self.norms, self.final_norm, self.dropout]
         if (
             self.bidirectional
             or x.size(0) == 0
@@ -268,6 +277,7 @@ class MinRNNEncoder(nn.Module):
             or {t.dtype for t in tensors} - {x.dtype}
             or x.dtype not in native_scan.SUFFIX
             or not all(_plain_norm(n) for n in norms)
+            or any(_hooked(m) for m in modules)
         ):
             return None
         (batch, steps, _), hidden = x.shape, self.hidden_size

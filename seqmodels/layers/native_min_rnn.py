@@ -28,19 +28,16 @@ class Workspace:
     ``[B*T, K*H]`` buffer; at long lengths that is tens of MB, which glibc hands out as fresh
     pages from the kernel on every call, and faulting them in took about as long as the product
     that fills them. :meth:`take` gives a view of the same storage back (grown when a batch
-    needs more) once nothing else holds it: its backward has run or its graph was dropped.
-    Where saved-tensor hooks are active (``torch.utils.checkpoint``, ``save_on_cpu``), which
-    may keep the tensor by a reference that count cannot see, it allocates a new buffer each
-    time. Not part of the model's state: copies, pickles and a model put in ``eval()`` start
-    empty."""
+    needs more) once no view of it is alive: its backward has run or its graph was dropped
+    (a saved-tensor hook that keeps the view, ``save_on_cpu`` or ``torch.utils.checkpoint``,
+    keeps it too). Not part of the model's state: copies, pickles and a model put in ``eval()``
+    start empty."""
 
     def __init__(self) -> None:
         self.buffer: Tensor | None = None
 
     def take(self, shape: tuple[int, int], dtype: torch.dtype) -> Tensor:
         size = shape[0] * shape[1]
-        if _hooks_active():
-            return torch.empty(shape, dtype=dtype)
         buf = self.buffer
         if buf is None or buf.dtype != dtype or buf.numel() < size or not _unheld(buf):
             buf = self.buffer = torch.empty(size, dtype=dtype)
@@ -51,12 +48,6 @@ class Workspace:
 
     def __getstate__(self) -> dict:
         return {"buffer": None}
-
-
-def _hooks_active() -> bool:
-    """Whether saved-tensor hooks are on (True where this torch cannot say)."""
-    top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
-    return top is None or top(False) is not None
 
 
 def _unheld(buf: Tensor) -> bool:

@@ -268,10 +268,31 @@ def test_an_empty_batch_gives_empty_outputs(grad: bool) -> None:
     assert out.shape == (0, 5, 6)
 
 
-def test_hooks_on_a_norm_keep_the_fused_inference_away(fused_layers) -> None:
+@pytest.mark.parametrize("where", ["final_norm", "first_norm", "global"])
+def test_forward_hooks_keep_the_fused_inference_away(where: str, fused_layers) -> None:
+    """The fused inference runs no module: where a hook would run, the layer-by-layer path
+    does, and gives what the loop gives with the hook."""
     enc = encoder("mingru", scan="native").eval()
+    x = torch.randn(2, 7, 5, dtype=torch.double)
     seen = []
-    enc.final_norm.register_forward_hook(lambda module, args, out: seen.append(out.shape))
-    with torch.no_grad():
-        enc(torch.randn(2, 7, 5, dtype=torch.double))
-    assert not fused_layers and seen == [(2, 7, 6)]
+
+    def double(module, args):  # a pre-hook that changes the input
+        seen.append(type(module).__name__)
+        return (args[0] * 2,)
+
+    if where == "global":
+        handle = torch.nn.modules.module.register_module_forward_pre_hook(
+            lambda module, args: seen.append(type(module).__name__)
+        )
+    else:
+        norm = enc.final_norm if where == "final_norm" else enc.norms[0]
+        handle = norm.register_forward_pre_hook(double)
+    try:
+        with torch.no_grad():
+            got = enc(x)
+            enc.scan = "loop"
+            want = enc(x)
+    finally:
+        handle.remove()
+    assert not fused_layers and seen
+    torch.testing.assert_close(got, want, rtol=0, atol=TOL)
