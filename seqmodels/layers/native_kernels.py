@@ -74,13 +74,6 @@ static inline void mingru_row_$s(const $r* k, const $r* bias, const $r* prev, $r
         ht[j] = prev[j] + z * (c - prev[j]);
     }
 }
-void mingru_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long T, long H,
-                   long r0, long r1) {
-    for (long r = r0; r < r1; ++r) {  /* row r = i * T + t; pre holds rows r0 .. r1 - 1 */
-        const $r* prev = r % T ? h + (r - 1) * H : h0 + (r / T) * H;
-        mingru_row_$s(pre + (r - r0) * 2 * H, bias, prev, h + r * H, H);
-    }
-}
 void mingru_bwd_$s(const $r* pre, const $r* bias, const $r* h0, const $r* h, const $r* gh,
                    $r* gpre, double* gbias, $r* gh0, $r* work, long T, long H, long r0,
                    long r1) {
@@ -153,13 +146,17 @@ static inline void minlstm_row_$s(const $r* kf, const $r* bias, const $r* prev, 
         }
     }
 }
-void minlstm_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long T, long H,
-                    long r0, long r1) {
-    for (long r = r0; r < r1; ++r) {  /* row r = i * T + t; pre holds rows r0 .. r1 - 1 */
-        const $r* prev = r % T ? h + (r - 1) * H : h0 + (r / T) * H;
-        minlstm_row_$s(pre + (r - r0) * 3 * H, bias, prev, h + r * H, H);
-    }
+/* a layer-direction's states over rows r0 .. r1 - 1 (row r = i * T + t; pre holds those rows) */
+#define MIN_FWD(cell, K) \
+void cell##_fwd_$s(const $r* pre, const $r* bias, const $r* h0, $r* h, long T, long H, \
+                   long r0, long r1) { \
+    for (long r = r0; r < r1; ++r) \
+        cell##_row_$s(pre + (r - r0) * K * H, bias, r % T ? h + (r - 1) * H : h0 + (r / T) * H, \
+                      h + r * H, H); \
 }
+MIN_FWD(mingru, 2)
+MIN_FWD(minlstm, 3)
+#undef MIN_FWD
 /* Inference through a stack, one row at a time: the step's state into carry (the previous
    row's state, or h0 at a sequence's first step), the last step's into last[i]; then the
    residual stream s = res + h (h without res) into out (into y where out is NULL; out may be
