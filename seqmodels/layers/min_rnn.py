@@ -36,6 +36,7 @@ from torch.nn.modules import module as torch_module  # where global forward hook
 from seqmodels.layers import native_min_rnn, native_scan
 from seqmodels.layers.gates import Unrolled, reverse_within
 from seqmodels.layers.linear_scan import FORMS, linear_scan
+from seqmodels.layers.native_min_rnn import StackLayer
 from seqmodels.layers.parallel_scan import g, log_g, parallel_scan, sequential_scan
 from seqmodels.layers.stack_checks import check_stack
 
@@ -258,9 +259,9 @@ class MinRNNEncoder(nn.Module):
     def _native_inference(
         self, x: Tensor, state: Tensor | None
     ) -> tuple[Tensor, list[Tensor]] | None:
-        """The whole one-direction stack by :func:`native_min_rnn.infer_layer` where nothing needs
-        a gradient (or dropout): each layer's kernel also adds the residual and applies the next
-        LayerNorm, row by row, so no pass over memory is left between the products. None where
+        """The whole one-direction stack by :func:`native_min_rnn.infer_stack` where nothing needs
+        a gradient (or dropout): block by block of rows through every layer, each kernel also
+        adding the residual and applying the next LayerNorm. None where
         it does not apply (the layer-by-layer path then runs)."""
         params = list(self.parameters())
         tensors = [x, *params] + ([state] if state is not None else [])
@@ -280,20 +281,17 @@ class MinRNNEncoder(nn.Module):
             or any(_hooked(m) for m in modules)
         ):
             return None
-        (batch, steps, _), hidden = x.shape, self.hidden_size
-        inp = stream = x.reshape(batch * steps, x.size(-1)).contiguous()
-        final = []
+        (batch, steps, size), hidden = x.shape, self.hidden_size
+        layers = []
         for k, (cells, norm) in enumerate(zip(self.layers, norms)):
-            linear = cells[0].linear
             h0 = native_scan.state(state[k] if state is not None else None, x, (batch, hidden))
-            res = stream if self.residual and stream.size(-1) == hidden else None
             affine = (norm.weight, norm.bias, norm.eps) if isinstance(norm, nn.LayerNorm) else None
-            last = x.new_empty(batch, hidden)
-            stream, inp = native_min_rnn.infer_layer(
-                self.cell, inp, linear.weight, linear.bias, h0, steps, res, k > 0, affine, last
-            )
-            final.append(last)
-        return inp.view(batch, steps, self.output_size), final
+            residual = self.residual and (k > 0 or size == hidden)
+            linear, last = cells[0].linear, x.new_empty(batch, hidden)
+            layers.append(StackLayer(linear.weight, linear.bias, h0, residual, affine, last))
+        x2 = x.reshape(batch * steps, size).contiguous()
+        out = native_min_rnn.infer_stack(self.cell, x2, steps, layers)
+        return out.view(batch, steps, self.output_size), [layer.last for layer in layers]
 
     def _direction(
         self,

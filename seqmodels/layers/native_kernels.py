@@ -16,8 +16,9 @@ the caller can run the product and the scan block by block while a block is in c
   exponentials cost less than storing and re-reading them) while the gradient runs back in time,
   ``g_t = dL/dh_t + (1 - z_{t+1}) g_{t+1}``, writing ``dL/dpre`` and summing ``dL/dbias``.
 - ``mingru_infer``/``minlstm_infer``: the forward without a gradient inside a stack: the state
-  stays in a carried row, and each row also gets the residual add and the next layer's
-  LayerNorm, written as the residual stream and the next layer's input.
+  stays in a carried row (one per layer, so a stack can run block by block through all its
+  layers), and each row also gets the residual add and the next layer's LayerNorm, written as
+  the residual stream and the next layer's input.
 
 ``#pragma GCC ivdep`` tells gcc the steps of a row never depend on each other (the pointers do
 not overlap, or overlap only at the same index), so it vectorises the loops, exponentials
@@ -160,7 +161,8 @@ MIN_FWD(minlstm, 3)
 /* Inference through a stack, one row at a time: the step's state into carry (the previous
    row's state, or h0 at a sequence's first step), the last step's into last[i]; then the
    residual stream s = res + h (h without res) into out (into y where out is NULL; out may be
-   res), and the next layer's input y = LayerNorm(s) * gamma + beta (y = s without gamma). */
+   res), and the next layer's input y = LayerNorm(s) * gamma + beta (y = s without gamma).
+   res, out and y hold rows r0 .. r1 - 1 only, like pre. */
 static inline void finish_row_$s(const $r* h, const $r* res, $r* out, const $r* gamma,
                                  const $r* beta, $r eps, $r* y, long H) {
     $r* s = out ? out : y; $r mean = 0, var = 0;
@@ -189,8 +191,9 @@ void cell##_infer_$s(const $r* pre, const $r* bias, const $r* h0, $r* carry, con
         long t = r % T, i = r / T; \
         cell##_row_$s(pre + (r - r0) * K * H, bias, t ? carry : h0 + i * H, carry, H); \
         if (t == T - 1) for (long j = 0; j < H; ++j) last[i * H + j] = carry[j]; \
-        finish_row_$s(carry, res ? res + r * H : 0, out ? out + r * H : 0, gamma, beta, \
-                      ($r)eps, y + r * H, H); \
+        long o = (r - r0) * H; \
+        finish_row_$s(carry, res ? res + o : 0, out ? out + o : 0, gamma, beta, ($r)eps, y + o, \
+                      H); \
     } \
 }
 MIN_INFER(mingru, 2)

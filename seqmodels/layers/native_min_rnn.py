@@ -4,11 +4,14 @@ scan reads each block of pre-activations while it is still in cache.
 
 - :class:`ProjectedMinRNN` (training): the pre-activations go to a :class:`Workspace` buffer
   kept from one step to the next, which the backward reads by blocks from the last row.
-- :func:`infer_layer` (no gradient): one small block buffer, and each row also gets the
-  residual add and the next LayerNorm, so a stack makes no pass over memory between products.
+- :func:`infer_stack` (no gradient): a whole stack block by block of rows, each row also
+  getting the residual add and the next LayerNorm, so only its input and output pass over
+  memory.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -170,48 +173,60 @@ def _ptr(t: Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
-def infer_layer(
-    cell: str,
-    x2: Tensor,
-    weight: Tensor,
-    bias: Tensor,
-    h0: Tensor,
-    steps: int,
-    res: Tensor | None,
-    overwrite: bool,
-    norm: tuple[Tensor, Tensor, float] | None,
-    last: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """One layer of a one-direction stack without gradients, ``x2 [B*T, I]`` -> the residual
-    stream ``res + h`` (``h`` without ``res``; written over ``res`` if ``overwrite``) and the
-    next layer's input ``LayerNorm(stream)`` (``norm``: weight, bias, eps; None: the stream
-    itself), product and kernel block by block; the last step's states go to ``last [B, H]``.
-    All contiguous, one float dtype (the caller checks)."""
-    rows, width = x2.size(0), weight.size(0)
-    hidden = last.size(-1)
-    stream = res if overwrite and res is not None and res is not x2 else x2.new_empty(rows, hidden)
-    y = x2.new_empty(rows, hidden) if norm is not None else stream
-    gamma, beta, eps = norm if norm is not None else (None, None, 0.0)
+class StackLayer(NamedTuple):
+    """One layer of a one-direction stack for :func:`infer_stack`: its product's ``weight``
+    and ``bias``, the state before its first step ``h0 [B, H]``, whether it adds its input
+    (``residual``), the LayerNorm after it (``norm``: weight, bias, eps; None: none) and where
+    its last step's states go (``last [B, H]``)."""
+
+    weight: Tensor
+    bias: Tensor
+    h0: Tensor
+    residual: bool
+    norm: tuple[Tensor, Tensor, float] | None
+    last: Tensor
+
+
+def infer_stack(cell: str, x2: Tensor, steps: int, layers: list[StackLayer]) -> Tensor:
+    """A one-direction stack without gradients, ``x2 [B*T, I]`` -> the last layer's output
+    ``[B*T, H]``, block by block of rows through every layer: a block's product, then the
+    kernel, which also adds the residual and applies the next LayerNorm, then the next layer's
+    product on that block while it is still in cache (each layer carries its own state from one
+    block to the next). Only the input and the output pass over memory. All contiguous, one
+    float dtype (the caller checks)."""
+    rows, width, hidden = x2.size(0), layers[0].weight.size(0), layers[0].last.size(-1)
+    output = x2.new_empty(rows, hidden)
     step = _block_rows(width, x2.element_size())
-    block, carry = x2.new_empty(min(step, rows), width), x2.new_empty(hidden)
-    run, wt = kernel(f"{cell}_infer", x2.dtype), weight.t()
-    fixed = (bias.data_ptr(), h0.data_ptr(), carry.data_ptr(), _ptr(res))
-    out = stream.data_ptr() if norm is not None else None
+    size = min(step, rows)
+    pre, stream, normed = (x2.new_empty(size, n) for n in (width, hidden, hidden))
+    carries = [x2.new_empty(hidden) for _ in layers]
+    run, top = kernel(f"{cell}_infer", x2.dtype), len(layers) - 1
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
-        torch.mm(x2[r0:r1], wt, out=block[: r1 - r0])
-        run(
-            block.data_ptr(),
-            *fixed,
-            out,
-            _ptr(gamma),
-            _ptr(beta),
-            eps,
-            y.data_ptr(),
-            last.data_ptr(),
-            steps,
-            hidden,
-            r0,
-            r1,
-        )
-    return stream, y
+        inp = x2[r0:r1]
+        for k, (layer, carry) in enumerate(zip(layers, carries)):
+            torch.mm(inp, layer.weight.t(), out=pre[: r1 - r0])
+            # the stream goes to ``stream`` and the next input to ``normed`` (the output at the
+            # top); without a norm they are one, written where the next input goes
+            y = output[r0:r1] if k == top else normed if layer.norm is not None else stream
+            res = (inp if k == 0 else stream) if layer.residual else None
+            gamma, beta, eps = layer.norm if layer.norm is not None else (None, None, 0.0)
+            run(
+                pre.data_ptr(),
+                layer.bias.data_ptr(),
+                layer.h0.data_ptr(),
+                carry.data_ptr(),
+                _ptr(res),
+                stream.data_ptr() if layer.norm is not None else None,
+                _ptr(gamma),
+                _ptr(beta),
+                eps,
+                y.data_ptr(),
+                layer.last.data_ptr(),
+                steps,
+                hidden,
+                r0,
+                r1,
+            )
+            inp = y[: r1 - r0]
+    return output

@@ -131,15 +131,15 @@ def test_copies_and_pickles_of_a_model_start_with_an_empty_workspace() -> None:
 
 @pytest.fixture
 def fused_layers(monkeypatch):
-    """Counts the layers the fused inference ran (a spy around the real function)."""
+    """The cell of each layer the fused inference ran (a spy around the real function)."""
     ran = []
-    real = native_min_rnn.infer_layer
+    real = native_min_rnn.infer_stack
 
-    def spy(*args, **kwargs):
-        ran.append(args[0])
-        return real(*args, **kwargs)
+    def spy(cell, x2, steps, layers):
+        ran.extend([cell] * len(layers))
+        return real(cell, x2, steps, layers)
 
-    monkeypatch.setattr(native_min_rnn, "infer_layer", spy)
+    monkeypatch.setattr(native_min_rnn, "infer_stack", spy)
     return ran
 
 
