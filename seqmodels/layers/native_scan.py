@@ -43,7 +43,26 @@ from seqmodels.layers.native_kernels import MVEC, SOURCE
 log = logging.getLogger(__name__)
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64")
-_FLAGS = ["-O3", "-march=native", *(["-mprefer-vector-width=256"] if _X86 else [])]
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+
+
+def _vector_width() -> int:
+    """gcc's default on x86 is 256-bit vectors (libmvec's AVX2 exp), which ran the kernels
+    fastest on an AMD EPYC; on an Intel Xeon with AVX-512, 512-bit ones did (its AVX-512 exp;
+    docs/new-models.md has the measurements)."""
+    info = {k.strip(): v for k, _, v in (line.partition(":") for line in _cpuinfo()[:40])}
+    intel = info.get("vendor_id", "").strip() == "GenuineIntel"
+    return 512 if intel and "avx512f" in info.get("flags", "").split() else 256
+
+
+_WIDTH = _vector_width() if _X86 else 0
+_FLAGS = ["-O3", "-march=native", *([f"-mprefer-vector-width={_WIDTH}"] if _WIDTH else [])]
 _FLAGS += ["-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
 _MVEC_FLAGS = ["-fopenmp-simd", "-lmvec"]
 SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
@@ -61,9 +80,8 @@ def cache_dir() -> Path:
 
 def _cpu() -> str:
     """The CPU's name and flags (``-march=native`` code must not run on another CPU model)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
+    lines = _cpuinfo()
+    if not lines:
         return sys.platform
     return "\n".join(
         dict.fromkeys(line for line in lines if line.startswith(("model name", "flags")))

@@ -238,3 +238,21 @@ def test_switched_off_the_loop_runs_and_one_line_says_so(tmp_path: Path) -> None
     assert err.strip().splitlines() == [
         "native scan: off (SEQMODELS_NATIVE_SCAN=0); using the PyTorch loop"
     ]
+
+
+@pytest.mark.parametrize(
+    ("vendor", "flags", "width"),
+    [
+        ("GenuineIntel", "fpu avx2 avx512f avx512dq", 512),
+        ("GenuineIntel", "fpu avx2", 256),
+        ("AuthenticAMD", "fpu avx2 avx512f", 256),
+        (None, None, 256),  # no /proc/cpuinfo
+    ],
+)
+def test_the_kernels_vector_width_follows_the_cpu(monkeypatch, vendor, flags, width) -> None:
+    """512-bit vectors on an Intel CPU with AVX-512 (faster there), gcc's 256 elsewhere."""
+    lines = (
+        [] if vendor is None else ["processor\t: 0", f"vendor_id\t: {vendor}", f"flags\t: {flags}"]
+    )
+    monkeypatch.setattr(native_scan, "_cpuinfo", lambda: lines)
+    assert native_scan._vector_width() == width
