@@ -285,10 +285,13 @@ class MinRNNEncoder(nn.Module):
         layers = []
         for k, (cells, norm) in enumerate(zip(self.layers, norms)):
             h0 = native_scan.state(state[k] if state is not None else None, x, (batch, hidden))
-            affine = (norm.weight, norm.bias, norm.eps) if isinstance(norm, nn.LayerNorm) else None
+            affine = None  # the kernel reads the vectors by pointer: contiguous copies if not
+            if isinstance(norm, nn.LayerNorm):
+                affine = (norm.weight.contiguous(), norm.bias.contiguous(), norm.eps)
             residual = self.residual and (k > 0 or size == hidden)
             linear, last = cells[0].linear, x.new_empty(batch, hidden)
-            layers.append(StackLayer(linear.weight, linear.bias, h0, residual, affine, last))
+            bias = linear.bias.contiguous()
+            layers.append(StackLayer(linear.weight, bias, h0, residual, affine, last))
         x2 = x.reshape(batch * steps, size).contiguous()
         out = native_min_rnn.infer_stack(self.cell, x2, steps, layers)
         return out.view(batch, steps, self.output_size), [layer.last for layer in layers]

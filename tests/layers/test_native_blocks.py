@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 from native_check import native_runs
+from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from seqmodels.layers import native_min_rnn
@@ -296,3 +297,20 @@ def test_forward_hooks_keep_the_fused_inference_away(where: str, fused_layers) -
         handle.remove()
     assert not fused_layers and seen
     torch.testing.assert_close(got, want, rtol=0, atol=TOL)
+
+
+def test_fused_inference_reads_parameters_that_are_not_contiguous(fused_layers) -> None:
+    """A bias or LayerNorm weight that is a strided view (tied or hand-built parameters) gives
+    the states the layer-by-layer path gives: the kernel gets contiguous copies."""
+    enc = encoder("mingru", scan="native").eval()
+    enc.layers[0][0].linear.bias = nn.Parameter(torch.randn(12, 2, dtype=torch.double)[:, 0])
+    enc.final_norm.weight = nn.Parameter(torch.randn(6, 3, dtype=torch.double)[:, 1])
+    enc.norms[1].bias = nn.Parameter(torch.randn(6, 2, dtype=torch.double)[:, 1])
+    x = torch.randn(2, 9, 5, dtype=torch.double)
+    with torch.no_grad():
+        got, got_state = enc.run(x)
+        assert fused_layers == ["mingru"] * 3
+        enc.scan = "loop"
+        want, want_state = enc.run(x)
+    torch.testing.assert_close(got, want, rtol=0, atol=TOL)
+    torch.testing.assert_close(got_state, want_state, rtol=0, atol=TOL)
