@@ -61,9 +61,20 @@ def _vector_width() -> int:
     return 512 if intel and "avx512f" in info.get("flags", "").split() else 256
 
 
-_WIDTH = _vector_width() if _X86 else 0
-_FLAGS = ["-O3", "-march=native", *([f"-mprefer-vector-width={_WIDTH}"] if _WIDTH else [])]
-_FLAGS += ["-fno-math-errno", "-fno-trapping-math", "-shared", "-fPIC"]
+def _flags() -> list[str]:
+    """The compiler's flags for this machine (read when the library is built, not at import)."""
+    width = [f"-mprefer-vector-width={_vector_width()}"] if _X86 else []
+    return [
+        "-O3",
+        "-march=native",
+        *width,
+        "-fno-math-errno",
+        "-fno-trapping-math",
+        "-shared",
+        "-fPIC",
+    ]
+
+
 _MVEC_FLAGS = ["-fopenmp-simd", "-lmvec"]
 SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
@@ -113,14 +124,16 @@ def _folder() -> tuple[Path, bool]:
     return Path(tempfile.mkdtemp(prefix="seqmodels-")), True
 
 
-def _compile(cc: list[str], folder: Path, path: Path, source: str, extra: list[str]) -> str:
+def _compile(
+    cc: list[str], flags: list[str], folder: Path, path: Path, source: str, extra: list[str]
+) -> str:
     """Builds ``path`` through a temporary name and an atomic rename; the error, or ``""``."""
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.stem}.", suffix=".c")
     out = tmp[:-2] + ".so"
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(source)
-        cmd = [*cc, *_FLAGS, tmp, "-o", out, *extra]
+        cmd = [*cc, *flags, tmp, "-o", out, *extra]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode:
             return (result.stderr.strip().splitlines() or ["?"])[-1]
@@ -141,13 +154,14 @@ def _build() -> ctypes.CDLL | None:
     folder, temporary, error = None, False, "?"
     try:
         folder, temporary = _folder()
+        flags = _flags()
         for name, extra, source in (("mvec", _MVEC_FLAGS, MVEC + SOURCE), ("plain", [], SOURCE)):
             source = "#include <math.h>\n" + source
-            parts = [source, *cc, *_FLAGS, *extra, platform.machine(), _cpu()]
+            parts = [source, *cc, *flags, *extra, platform.machine(), _cpu()]
             key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
             path = folder / f"scan_{name}_{key}.so"
             if not (path.exists() and _ours(path, stat.S_IFREG)):
-                error = _compile(cc, folder, path, source, extra)
+                error = _compile(cc, flags, folder, path, source, extra)
                 if error:
                     continue
             try:
